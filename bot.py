@@ -1,0 +1,120 @@
+"""ICT Signal Bot: entry point and composition root.
+
+    python bot.py                      Telegram bot when TELEGRAM_BOT_TOKEN is set, else console mode
+    python bot.py console              console mode: the bot's commands typed in the terminal
+    python bot.py signal SYMBOL [TF]   one analysis (--at TIME, --chart FILE, --json)
+    python bot.py backtest SYMBOL TF   replay history through the engine and position logic
+    python bot.py train                train the ML models from the journal (--from-backtest for a cold start)
+
+Exit status: 0 success, 2 bad arguments or configuration (one line on stderr), 1 runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from config import ConfigError, Settings
+
+logger = logging.getLogger("bot")
+
+
+class UsageError(Exception):
+    """Bad command-line arguments: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one clear line instead of argparse's usage dump
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bot.py", description=__doc__.split("\n\n")[0],
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub.add_parser("console", help="console mode: type bot commands in the terminal")
+    sig = sub.add_parser("signal", help="analyse one symbol and print the signal or why there is none")
+    sig.add_argument("symbol", help="Binance symbol, e.g. BTCUSDT")
+    sig.add_argument("timeframe", nargs="?", default="1h", help="Binance interval (default 1h)")
+    sig.add_argument("--at", metavar="TIME", help="analyse as of the candle closing at or before TIME (ISO, UTC)")
+    sig.add_argument("--chart", metavar="FILE", help="write the chart PNG here")
+    sig.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    bt = sub.add_parser("backtest", help="replay history through the engine and the position logic")
+    bt.add_argument("symbol", help="symbol or comma-separated symbols, e.g. BTCUSDT,ETHUSDT")
+    bt.add_argument("timeframe", help="Binance interval, e.g. 1h")
+    bt.add_argument("--start", metavar="DATE", help="first candle (ISO date, UTC)")
+    bt.add_argument("--end", metavar="DATE", help="last candle (ISO date, UTC)")
+    bt.add_argument("--journal", metavar="FILE", help="journal file to write (default: BOT_DATA_DIR/backtest_journal.json)")
+    bt.add_argument("--equity", metavar="FILE", help="equity-curve PNG (default: BOT_DATA_DIR/backtest_equity.png)")
+    bt.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    tr = sub.add_parser("train", help="train the ML models from the journal")
+    tr.add_argument("--from-backtest", action="store_true", help="first backtest the sample data to create outcomes")
+    tr.add_argument("--json", action="store_true", help="print the training report as one JSON object")
+    return parser
+
+
+# Sub-command -> "module:function(args, settings) -> int". Each feature module owns its command.
+COMMANDS: dict[str, str] = {
+    "signal": "signal_cli:main",
+    "backtest": "backtest:main",
+    "train": "ml_engine:main",
+    "console": "console:main",
+    None: "telegram_app:main",
+}
+
+
+def resolve(target: str) -> Callable[[argparse.Namespace, Settings], int] | None:
+    module_name, func_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return None
+    return getattr(module, func_name, None)
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "httpcore", "apscheduler", "matplotlib", "PIL", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    configure_logging(args.verbose)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    command = args.command
+    if command is None and not settings.telegram_bot_token:
+        command = "console"
+    handler = resolve(COMMANDS[command])
+    if handler is None:
+        print(f"'{command or 'telegram'}' is not available in this version yet", file=sys.stderr)
+        return 2
+    try:
+        return handler(args, settings)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
