@@ -36,8 +36,9 @@ def ensure_env(mode: str) -> None:
     if stamp.exists() and stamp.read_text() == digest:
         return
     print(f"installing {req.name} ...", flush=True)
-    subprocess.run([str(PYTHON), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", str(req)],
-                   check=True)
+    subprocess.run(
+        [str(PYTHON), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", str(req)], check=True
+    )
     stamp.write_text(digest)
 
 

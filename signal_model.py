@@ -61,8 +61,13 @@ class Signal:
 
     def __post_init__(self) -> None:
         prices = {
-            "entry": self.entry, "entry_low": self.entry_low, "entry_high": self.entry_high,
-            "sl": self.sl, "tp1": self.tp1, "tp2": self.tp2, "tp3": self.tp3,
+            "entry": self.entry,
+            "entry_low": self.entry_low,
+            "entry_high": self.entry_high,
+            "sl": self.sl,
+            "tp1": self.tp1,
+            "tp2": self.tp2,
+            "tp3": self.tp3,
         }
         for name, value in prices.items():
             if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
@@ -70,7 +75,10 @@ class Signal:
         if not self.entry_low <= self.entry <= self.entry_high:
             raise ValueError("signal entry must lie inside its entry zone")
         s = self.direction.sign
-        if not s * (self.entry - self.sl) > 0 or not s * (self.entry_low if s > 0 else self.entry_high) > s * self.sl:
+        if (
+            not s * (self.entry - self.sl) > 0
+            or not s * (self.entry_low if s > 0 else self.entry_high) > s * self.sl
+        ):
             raise ValueError(f"{self.direction} stop {self.sl} is on the wrong side of the entry zone")
         if not s * self.entry < s * self.tp1 < s * self.tp2 < s * self.tp3:
             raise ValueError(f"{self.direction} targets must be ordered beyond the entry: entry<TP1<TP2<TP3")
@@ -151,7 +159,11 @@ class NoTrade:
             "time": iso_utc(self.time),
             "direction": None,
             "reasons": list(self.reasons),
-            "entry": None, "sl": None, "tp1": None, "tp2": None, "tp3": None,
+            "entry": None,
+            "sl": None,
+            "tp1": None,
+            "tp2": None,
+            "tp3": None,
             "r_multiples": None,
             "confidence": 0,
             "ml_probability": None,

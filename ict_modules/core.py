@@ -117,8 +117,10 @@ def known_at(objects: Iterable[T], bar: int) -> list[T]:
         changes = {
             f.name: None
             for f in dataclasses.fields(obj)
-            if f.name.endswith("_at") and f.name != "confirmed_at"
-            and isinstance(getattr(obj, f.name), int | np.integer) and getattr(obj, f.name) > bar
+            if f.name.endswith("_at")
+            and f.name != "confirmed_at"
+            and isinstance(getattr(obj, f.name), int | np.integer)
+            and getattr(obj, f.name) > bar
             and f.name not in getattr(obj, "FIXED_AT_FIELDS", ())
         }
         out.append(dataclasses.replace(obj, **changes) if changes else obj)

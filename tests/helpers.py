@@ -21,7 +21,7 @@ def make_candles(
     volume: float = 100.0,
 ) -> pd.DataFrame:
     """A validated candle frame from (open, high, low, close[, volume]) tuples, one per bar from ``start``."""
-    data = [tuple(r) + (volume,) if len(r) == 4 else tuple(r) for r in rows]
+    data = [(*r, volume) if len(r) == 4 else tuple(r) for r in rows]
     frame = pd.DataFrame(data, columns=["open", "high", "low", "close", "volume"], dtype="float64")
     frame.index = pd.date_range(start, periods=len(frame), freq=freq, tz="UTC")
     return validate_candles(frame)

@@ -39,13 +39,15 @@ def test_atr_is_causal_and_warm():
 def test_swing_points_hand_built():
     # highs: 1 2 3 [5] 3 2 1 ; lows mirror
     rows = [(p - 0.5, p, p - 1, p - 0.5) for p in (1, 2, 3, 5, 3, 2, 1)]
-    pts = detect_swing_points(make_candles([(o + 10, h + 10, lo + 10, c + 10) for o, h, lo, c in rows]),
-                              left=2, right=2)
+    pts = detect_swing_points(
+        make_candles([(o + 10, h + 10, lo + 10, c + 10) for o, h, lo, c in rows]), left=2, right=2
+    )
     highs = [p for p in pts if p.kind is SwingKind.HIGH]
     assert [(p.index, p.price, p.confirmed_at) for p in highs] == [(3, 15.0, 5)]
     # flat top: two equal highs -> only the first is a pivot (strict left, non-strict right)
-    flat = make_candles([(10, 11, 9, 10), (10, 12, 9, 10), (10, 14, 9, 10), (10, 14, 9, 10), (10, 12, 9, 10),
-                         (10, 11, 9, 10)])
+    flat = make_candles(
+        [(10, 11, 9, 10), (10, 12, 9, 10), (10, 14, 9, 10), (10, 14, 9, 10), (10, 12, 9, 10), (10, 11, 9, 10)]
+    )
     assert [p.index for p in detect_swing_points(flat, left=2, right=2) if p.kind is SwingKind.HIGH] == [2]
 
 
@@ -65,7 +67,9 @@ def test_swing_and_displacement_causal(symbol, interval):
 def test_scale_invariance():
     c = sample_candles("SOLUSDT", "1h", tail=2000)
     small = scaled(c)
-    assert [(p.kind, p.index) for p in detect_swing_points(c)] == [(p.kind, p.index) for p in detect_swing_points(small)]
+    assert [(p.kind, p.index) for p in detect_swing_points(c)] == [
+        (p.kind, p.index) for p in detect_swing_points(small)
+    ]
     assert [(d.direction, d.index) for d in detect_displacement(c)] == [
         (d.direction, d.index) for d in detect_displacement(small)
     ]

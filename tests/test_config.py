@@ -1,0 +1,99 @@
+from datetime import time
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, Settings, read_dotenv
+
+TOKEN = "123456:" + "A" * 35
+
+
+def test_defaults_match_the_spec():
+    s = Settings.from_env({}, dotenv=None)
+    assert s.telegram_bot_token is None
+    assert s.signal_rate_limit == (5, 60)
+    assert s.watchlist == ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")
+    assert s.auto_signal_timeframes == ("1h", "4h")
+    assert s.min_confidence == 60 and s.monitor_interval_seconds == 30
+    assert s.daily_report_time == time(8, 0) and s.bot_timezone == "UTC"
+    assert s.market_data == "binance" and s.bot_data_dir == Path("data")
+
+
+def test_values_are_parsed():
+    s = Settings.from_env(
+        {
+            "TELEGRAM_BOT_TOKEN": TOKEN,
+            "ADMIN_IDS": "1, 2",
+            "ALLOWED_USER_IDS": "3",
+            "SIGNAL_RATE_LIMIT": "3/10",
+            "WATCHLIST": "btcusdt, ethusdt,BTCUSDT",
+            "AUTO_SIGNAL_TIMEFRAMES": "15m,4H",
+            "MARKET_DATA": "SAMPLE",
+            "DAILY_REPORT_TIME": "7:30",
+            "BOT_TIMEZONE": "Europe/Berlin",
+        },
+        dotenv=None,
+    )
+    assert s.admin_ids == {1, 2} and s.is_admin(2) and not s.is_admin(3)
+    assert s.is_allowed(3) and s.is_allowed(1) and not s.is_allowed(4)
+    assert s.signal_rate_limit == (3, 10)
+    assert s.watchlist == ("BTCUSDT", "ETHUSDT")
+    assert s.auto_signal_timeframes == ("15m", "4h")
+    assert s.market_data == "sample" and s.daily_report_time == time(7, 30)
+
+
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("SIGNAL_RATE_LIMIT", "five"),
+        ("ADMIN_IDS", "alice"),
+        ("MARKET_DATA", "kraken"),
+        ("AUTO_SIGNAL_TIMEFRAMES", "7h"),
+        ("MIN_CONFIDENCE", "120"),
+        ("DAILY_REPORT_TIME", "25:00"),
+        ("BOT_TIMEZONE", "Mars/Olympus"),
+        ("BINANCE_API_BASE_URL", "ftp://x"),
+        ("WATCHLIST", "BTC USDT"),
+        ("MONITOR_INTERVAL_SECONDS", "0"),
+    ],
+)
+def test_bad_value_names_the_variable_in_one_line(name, value):
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({name: value}, dotenv=None)
+    message = str(err.value)
+    assert message.startswith(name) and "\n" not in message
+
+
+def test_token_is_never_shown():
+    s = Settings.from_env({"TELEGRAM_BOT_TOKEN": TOKEN}, dotenv=None)
+    assert TOKEN not in repr(s) and TOKEN not in str(s)
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"TELEGRAM_BOT_TOKEN": "123:short-secret"}, dotenv=None)
+    assert "short-secret" not in str(err.value)
+
+
+def test_dotenv_file_is_read_and_environment_wins(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        '# comment\nexport MIN_CONFIDENCE=70\nWATCHLIST="ETHUSDT"\nBOT_TIMEZONE=UTC # inline\n'
+    )
+    assert read_dotenv(env_file)["BOT_TIMEZONE"] == "UTC"
+    s = Settings.from_env({"WATCHLIST": "SOLUSDT"}, dotenv=env_file)
+    assert s.min_confidence == 70 and s.watchlist == ("SOLUSDT",)
+
+
+def test_bot_rejects_bad_configuration_with_exit_2(monkeypatch, capsys):
+    import bot
+
+    monkeypatch.setenv("MIN_CONFIDENCE", "abc")
+    assert bot.main(["signal", "BTCUSDT"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("configuration error: MIN_CONFIDENCE") and "\n" not in err
+
+
+def test_bot_rejects_bad_arguments_with_exit_2(capsys):
+    import bot
+
+    assert bot.main(["signal"]) == 2
+    assert "required" in capsys.readouterr().err
+    assert bot.main(["frobnicate"]) == 2
