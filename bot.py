@@ -32,9 +32,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="bot.py", description=__doc__.split("\n\n")[0],
-                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                     epilog=__doc__.split("\n\n", 1)[1])
+    parser = _Parser(
+        prog="bot.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     sub.add_parser("console", help="console mode: type bot commands in the terminal")
@@ -49,7 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("timeframe", help="Binance interval, e.g. 1h")
     bt.add_argument("--start", metavar="DATE", help="first candle (ISO date, UTC)")
     bt.add_argument("--end", metavar="DATE", help="last candle (ISO date, UTC)")
-    bt.add_argument("--journal", metavar="FILE", help="journal file to write (default: BOT_DATA_DIR/backtest_journal.json)")
+    bt.add_argument(
+        "--journal",
+        metavar="FILE",
+        help="journal file to write (default: BOT_DATA_DIR/backtest_journal.json)",
+    )
     bt.add_argument("--equity", metavar="FILE", help="equity-curve PNG (default: BOT_DATA_DIR/backtest_equity.png)")
     bt.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     tr = sub.add_parser("train", help="train the ML models from the journal")
