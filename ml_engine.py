@@ -1,0 +1,730 @@
+"""Training of the ML models from the journal's closed outcomes (offline, or the /train command and retrain job).
+
+Definitions
+-----------
+- **Features**: the signal's feature vector (``Signal.features``, stored in every journal record as
+  ``features``). The model's feature list is every name present in at least half of the labelled samples, sorted;
+  a feature missing from a record is imputed with the training median.
+- **Label**: 1 when the position reached TP1 before its stop (outcome TP1, TP2, TP3, or BE: break-even is only
+  reachable after TP1 moved the stop), 0 when the stop was hit first (SL). Records that never resolved that way
+  (EXPIRED: the limit entry was never filled; MANUAL close before TP1/SL; still open) carry no label and are
+  ignored. When the outcome states the highest target reached, that number decides (``>= 1`` is a win).
+- **R multiple**: the outcome's ``r_multiple`` (profit in units of the initial risk |entry - SL|); it is what the
+  expectancy below is measured in.
+
+Validation (time-ordered only; nothing is shuffled across time)
+-------------------------------------------------------------
+Samples are sorted by signal time. The last ``test_fraction`` (30%) are the held-out test period; the
+``gap`` samples (default: 2% of the samples, at least 5) just before it are dropped, so outcomes still running at
+the start of the test period cannot leak into training; the rest is the training period. On the test period the
+report gives ROC AUC (with its Hanley-McNeil standard error), the Brier score (and the no-skill Brier score of
+always predicting the training win rate), a reliability table (10 probability bins: count, mean prediction,
+observed win rate), and the number that matters: the **expectancy in R of the signals the model keeps**
+(p >= threshold) versus the expectancy of **all** signals. The threshold is the training period's win rate:
+the model keeps a signal when it rates it better than the average signal.
+
+Activation rule: a model is activated (``active: True``) only if, on the held-out period, (1) both classes are
+present, (2) the one-sided 95% lower bound of its AUC (AUC - 1.645 SE) is above 0.5, (3) it keeps at least
+``max(10, 10%)`` of the test signals and (4) their expectancy is strictly higher than that of all signals.
+Otherwise it is saved with ``active: False`` and the reason, and the bot runs without it. Models are only trained
+when at least ``MIN_SAMPLES`` (200) labelled outcomes exist. After validation, the saved estimator is refitted on
+all labelled samples (train + gap + test); the metrics stored with it are those of the held-out evaluation.
+
+Models (scikit-learn Pipelines, ``random_state=0``)
+-------------------------------------------------
+- ``ml_model.pkl`` (single): median imputer -> standard scaler -> L2 logistic regression (calibrated by design).
+- ``ml_ensemble.pkl``: soft voting of gradient boosting (depth 2), random forest (min 10 samples a leaf) and the
+  logistic regression above.
+
+File format: a pickle stream of two objects, first a header ``dict`` of plain types (format, kind, features,
+library versions, training date, sample count, metrics, active, reason, threshold), then the estimator. The
+predictor reads the header first and only unpickles the estimator when the versions match. Files are written
+atomically (temporary file, fsync, rename) and only ever inside ``BOT_DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import pickle
+import platform
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+MIN_SAMPLES = 200  # labelled outcomes needed before a model is trained (and hence used)
+TEST_FRACTION = 0.3
+MODEL_FILE = "ml_model.pkl"
+ENSEMBLE_FILE = "ml_ensemble.pkl"
+FORMAT_VERSION = 1
+RETRAIN_EVERY = timedelta(days=7)
+RETRAIN_NEW_OUTCOMES = 50  # or 25% of the last model's sample count, whichever is larger
+JOURNAL_FILE = "trading_journal.json"
+BACKTEST_JOURNAL_FILE = "backtest_journal.json"
+WIN_REASONS = {"TP1", "TP2", "TP3", "BE"}
+LOSS_REASONS = {"SL"}
+
+
+class ModelKind(StrEnum):
+    SINGLE = "single"
+    ENSEMBLE = "ensemble"
+
+
+MODEL_FILES = {ModelKind.SINGLE: MODEL_FILE, ModelKind.ENSEMBLE: ENSEMBLE_FILE}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Journal records -> labelled samples
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One labelled outcome: when, what the signal looked like, whether TP1 came before SL, and the R earned."""
+
+    time: datetime  # aware UTC close time of the signal candle
+    features: Mapping[str, float]
+    label: int  # 1: TP1 reached before SL; 0: SL first
+    r_multiple: float
+    symbol: str = ""
+    timeframe: str = ""
+
+
+def _signal_part(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    inner = record.get("signal")
+    return inner if isinstance(inner, Mapping) else record
+
+
+def _outcome_part(record: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for key in ("outcome", "result", "close"):
+        value = record.get(key)
+        if isinstance(value, Mapping):
+            return value
+    sig = record.get("signal")
+    if isinstance(sig, Mapping) and isinstance(sig.get("outcome"), Mapping):
+        return sig["outcome"]
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _highest_target(outcome: Mapping[str, Any]) -> int | None:
+    for key in ("highest_target", "max_target", "target_reached", "targets_hit", "highest_tp", "tp_hit"):
+        if key not in outcome or outcome[key] is None:
+            continue
+        raw = outcome[key]
+        if isinstance(raw, str):
+            text = raw.strip().upper().removeprefix("TP")
+            if text.isdigit():
+                return int(text)
+            if text in {"", "NONE", "0"}:
+                return 0
+            continue
+        number = _number(raw)
+        if number is not None:
+            return int(number)
+    return None
+
+
+def _reason(outcome: Mapping[str, Any]) -> str:
+    for key in ("reason", "exit_reason", "state", "status", "result"):
+        value = outcome.get(key)
+        if isinstance(value, str) and value:
+            return value.strip().upper()
+    return ""
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=UTC)
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def label_of(record: Mapping[str, Any]) -> tuple[int, float] | None:
+    """(label, R multiple) of a closed journal record, or None when it carries no TP1-vs-SL outcome."""
+    outcome = _outcome_part(record)
+    if outcome is None:
+        return None
+    reason = _reason(outcome)
+    highest = _highest_target(outcome)
+    if highest is not None and (highest >= 1 or reason in LOSS_REASONS):
+        label = 1 if highest >= 1 else 0
+    elif reason in WIN_REASONS:
+        label = 1
+    elif reason in LOSS_REASONS:
+        label = 0
+    else:
+        return None
+    r = _number(outcome.get("r_multiple", outcome.get("r")))
+    if r is None:
+        r = _fallback_r(record, reason)
+    if r is None:
+        return None
+    return label, r
+
+
+def _fallback_r(record: Mapping[str, Any], reason: str) -> float | None:
+    if reason == "SL":
+        return -1.0
+    if reason == "BE":
+        return 0.0
+    multiples = _signal_part(record).get("r_multiples")
+    if reason in {"TP1", "TP2", "TP3"} and isinstance(multiples, Sequence) and len(multiples) >= 3:
+        return _number(multiples[int(reason[2]) - 1])
+    return None
+
+
+def extract_samples(records: Iterable[Mapping[str, Any]]) -> list[Sample]:
+    """Labelled samples from journal records (any tolerated shape), sorted by signal time; others skipped."""
+    out = []
+    for record in records:
+        if not isinstance(record, Mapping):
+            continue
+        labelled = label_of(record)
+        if labelled is None:
+            continue
+        sig = _signal_part(record)
+        moment = _parse_time(sig.get("time") or record.get("time") or sig.get("signal_time"))
+        raw = sig.get("features") or record.get("features")
+        if moment is None or not isinstance(raw, Mapping):
+            continue
+        features = {str(k): v for k, v in ((k, _number(v)) for k, v in raw.items()) if v is not None}
+        if not features:
+            continue
+        out.append(
+            Sample(
+                time=moment,
+                features=features,
+                label=labelled[0],
+                r_multiple=labelled[1],
+                symbol=str(sig.get("symbol", "")),
+                timeframe=str(sig.get("timeframe", "")),
+            )
+        )
+    out.sort(key=lambda s: (s.time, s.symbol, s.timeframe))
+    return out
+
+
+def load_journal_records(path: Path) -> list[dict[str, Any]]:
+    """Records of a journal file in the live format (a list, or an object holding the list); [] if unreadable."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        logger.warning("journal %s is unreadable (%s); ignoring it", path, exc)
+        return []
+    if isinstance(data, Mapping):
+        for key in ("records", "trades", "entries", "journal", "signals"):
+            if isinstance(data.get(key), list):
+                data = data[key]
+                break
+        else:
+            data = list(data.values()) if all(isinstance(v, Mapping) for v in data.values()) else []
+    return [r for r in data if isinstance(r, Mapping)] if isinstance(data, list) else []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationBin:
+    low: float  # probability bin [low, high)
+    high: float
+    count: int
+    mean_predicted: float | None
+    observed_rate: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelMetrics:
+    """Held-out (later period) metrics of one model. Expectancies in R per signal."""
+
+    test_samples: int
+    auc: float | None
+    auc_se: float | None
+    brier: float
+    brier_baseline: float  # always predicting the training win rate
+    threshold: float
+    kept: int
+    win_rate_all: float
+    win_rate_kept: float | None
+    expectancy_all: float
+    expectancy_kept: float | None
+    calibration: tuple[CalibrationBin, ...] = ()
+
+    @property
+    def auc_lower(self) -> float | None:
+        return None if self.auc is None or self.auc_se is None else self.auc - 1.645 * self.auc_se
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Mann-Whitney ROC AUC with ties counted half; None when a class is absent."""
+    labels = np.asarray(labels, dtype=int)
+    n1, n0 = int(labels.sum()), int(len(labels) - labels.sum())
+    if n1 == 0 or n0 == 0:
+        return None
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = np.asarray(scores)[order]
+    i = 0
+    while i < len(sorted_scores):  # average ranks over ties
+        j = i
+        while j + 1 < len(sorted_scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[labels == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
+    """Hanley & McNeil (1982) standard error of an AUC."""
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
+    return math.sqrt(max(var, 0.0))
+
+
+def reliability(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> tuple[CalibrationBin, ...]:
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        mask = idx == b
+        count = int(mask.sum())
+        out.append(
+            CalibrationBin(
+                low=round(float(edges[b]), 2),
+                high=round(float(edges[b + 1]), 2),
+                count=count,
+                mean_predicted=round(float(probs[mask].mean()), 4) if count else None,
+                observed_rate=round(float(labels[mask].mean()), 4) if count else None,
+            )
+        )
+    return tuple(out)
+
+
+def evaluate(
+    labels: np.ndarray, r: np.ndarray, probs: np.ndarray, *, threshold: float, train_rate: float
+) -> ModelMetrics:
+    """Held-out metrics of predicted win probabilities ``probs`` against ``labels`` and R multiples ``r``."""
+    labels = np.asarray(labels, dtype=int)
+    auc = roc_auc(labels, probs)
+    se = auc_standard_error(auc, int(labels.sum()), int(len(labels) - labels.sum())) if auc is not None else None
+    kept = probs >= threshold
+    n_kept = int(kept.sum())
+    return ModelMetrics(
+        test_samples=len(labels),
+        auc=None if auc is None else round(auc, 4),
+        auc_se=None if se is None else round(se, 4),
+        brier=round(float(np.mean((probs - labels) ** 2)), 4),
+        brier_baseline=round(float(np.mean((train_rate - labels) ** 2)), 4),
+        threshold=round(float(threshold), 4),
+        kept=n_kept,
+        win_rate_all=round(float(labels.mean()), 4),
+        win_rate_kept=round(float(labels[kept].mean()), 4) if n_kept else None,
+        expectancy_all=round(float(r.mean()), 4),
+        expectancy_kept=round(float(r[kept].mean()), 4) if n_kept else None,
+        calibration=reliability(labels, probs),
+    )
+
+
+def activation(metrics: ModelMetrics) -> tuple[bool, str]:
+    """(active, reason): the activation rule of the module docstring."""
+    if metrics.auc is None:
+        return False, "held-out period has a single outcome class"
+    lower = metrics.auc_lower
+    if lower is None or lower <= 0.5:
+        return False, f"AUC {metrics.auc:.3f} not significantly above 0.5 (lower bound {lower:.3f})"
+    min_kept = max(10, math.ceil(0.1 * metrics.test_samples))
+    if metrics.kept < min_kept:
+        return False, f"keeps only {metrics.kept} of {metrics.test_samples} held-out signals (< {min_kept})"
+    if metrics.expectancy_kept is None or metrics.expectancy_kept <= metrics.expectancy_all:
+        return False, (
+            f"did not beat baseline: kept {metrics.expectancy_kept:+.3f} R vs all {metrics.expectancy_all:+.3f} R"
+        )
+    return True, (
+        f"beats baseline: kept {metrics.expectancy_kept:+.3f} R vs all {metrics.expectancy_all:+.3f} R per signal"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def build_model(kind: ModelKind):
+    """A fresh, unfitted scikit-learn Pipeline (deterministic: random_state=0)."""
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier, VotingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def logistic() -> Pipeline:
+        return Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                ("scale", StandardScaler()),
+                ("model", LogisticRegression(C=0.5, max_iter=2000)),
+            ]
+        )
+
+    if kind is ModelKind.SINGLE:
+        return logistic()
+    trees = [
+        (
+            "gb",
+            GradientBoostingClassifier(
+                n_estimators=150, max_depth=2, learning_rate=0.05, subsample=0.8, random_state=0
+            ),
+        ),
+        ("rf", RandomForestClassifier(n_estimators=200, min_samples_leaf=10, random_state=0, n_jobs=1)),
+    ]
+    return Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+            ("vote", VotingClassifier([*trees, ("lr", logistic())], voting="soft")),
+        ]
+    )
+
+
+def feature_names(samples: Sequence[Sample], *, min_share: float = 0.5) -> list[str]:
+    """Names present in at least ``min_share`` of the samples, sorted (stable model input order)."""
+    counts: dict[str, int] = {}
+    for s in samples:
+        for name in s.features:
+            counts[name] = counts.get(name, 0) + 1
+    return sorted(n for n, c in counts.items() if c >= min_share * len(samples))
+
+
+def matrix(samples: Sequence[Sample], names: Sequence[str]) -> np.ndarray:
+    return np.array([[s.features.get(n, np.nan) for n in names] for s in samples], dtype=np.float64)
+
+
+def library_versions() -> dict[str, str]:
+    import sklearn
+
+    return {"python": platform.python_version(), "sklearn": sklearn.__version__, "numpy": np.__version__}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class TrainStatus(StrEnum):
+    TRAINED = "trained"
+    NOT_ENOUGH_SAMPLES = "not enough samples"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelReport:
+    kind: ModelKind
+    path: str
+    active: bool
+    reason: str
+    metrics: ModelMetrics
+
+
+@dataclass(frozen=True, slots=True)
+class TrainReport:
+    status: TrainStatus
+    samples: int  # labelled samples
+    min_samples: int
+    records: int = 0  # journal records read
+    train_samples: int = 0
+    gap_samples: int = 0
+    test_samples: int = 0
+    train_period: tuple[str, str] | None = None
+    test_period: tuple[str, str] | None = None
+    features: tuple[str, ...] = ()
+    models: tuple[ModelReport, ...] = ()
+    seconds: float = 0.0
+    trained_at: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def active(self) -> bool:
+        return any(m.active for m in self.models)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        for model, raw in zip(self.models, out["models"], strict=True):
+            raw["metrics"]["auc_lower"] = model.metrics.auc_lower
+        return out
+
+    def text(self) -> str:
+        """Human-readable report (CLI, /train reply)."""
+        if self.status is TrainStatus.NOT_ENOUGH_SAMPLES:
+            return (
+                f"Not enough outcomes to train: {self.samples} labelled of {self.records} journal records "
+                f"(need {self.min_samples}). No model is used until then."
+            )
+        lines = [
+            f"Trained on {self.samples} labelled outcomes ({len(self.features)} features) in {self.seconds:.1f} s.",
+            f"Time-ordered split: train {self.train_samples} ({self.train_period[0]} .. {self.train_period[1]}), "
+            f"gap {self.gap_samples}, held-out {self.test_samples} ({self.test_period[0]} .. {self.test_period[1]}).",
+        ]
+        for m in self.models:
+            x = m.metrics
+            auc = "n/a" if x.auc is None else f"{x.auc:.3f} ± {x.auc_se:.3f}"
+            kept = "n/a" if x.expectancy_kept is None else f"{x.expectancy_kept:+.3f} R"
+            lines += [
+                f"{m.kind.value} model ({Path(m.path).name}): {'ACTIVE' if m.active else 'not active'} - {m.reason}",
+                f"  AUC {auc}; Brier {x.brier:.4f} (no-skill {x.brier_baseline:.4f}); threshold p >= {x.threshold:.3f}",
+                f"  held-out expectancy: all {x.test_samples} signals {x.expectancy_all:+.3f} R "
+                f"(win rate {x.win_rate_all:.1%}); kept {x.kept}: {kept}"
+                + ("" if x.win_rate_kept is None else f" (win rate {x.win_rate_kept:.1%})"),
+                "  reliability (p bin: n, mean p, observed): "
+                + "; ".join(
+                    f"{b.low:.1f}-{b.high:.1f}: {b.count}, {b.mean_predicted:.2f}, {b.observed_rate:.2f}"
+                    for b in x.calibration
+                    if b.count
+                ),
+            ]
+        lines += list(self.notes)
+        return "\n".join(lines)
+
+
+def split_indices(n: int, *, test_fraction: float = TEST_FRACTION, gap: int | None = None) -> tuple[int, int]:
+    """(train_end, test_start) for ``n`` time-sorted samples: train = [0, train_end), test = [test_start, n)."""
+    n_test = max(1, round(n * test_fraction))
+    gap = max(5, math.ceil(0.02 * n)) if gap is None else gap
+    test_start = n - n_test
+    return max(0, test_start - gap), test_start
+
+
+def train(
+    records: Iterable[Mapping[str, Any]],
+    data_dir: Path,
+    *,
+    min_samples: int = MIN_SAMPLES,
+    test_fraction: float = TEST_FRACTION,
+    gap: int | None = None,
+    kinds: Sequence[ModelKind] = (ModelKind.SINGLE, ModelKind.ENSEMBLE),
+    now: datetime | None = None,
+) -> TrainReport:
+    """Train, validate on the later period, save each model (active or not) into ``data_dir``; return the report.
+
+    With fewer than ``min_samples`` labelled outcomes nothing is trained and existing model files are left alone.
+    """
+    import time as _time
+
+    started = _time.perf_counter()
+    records = list(records)
+    samples = extract_samples(records)
+    now = now or datetime.now(UTC)
+    if len(samples) < min_samples:
+        logger.info("training skipped: %d labelled outcomes < %d", len(samples), min_samples)
+        return TrainReport(TrainStatus.NOT_ENOUGH_SAMPLES, len(samples), min_samples, records=len(records))
+    names = feature_names(samples)
+    x, y = matrix(samples, names), np.array([s.label for s in samples])
+    r = np.array([s.r_multiple for s in samples])
+    train_end, test_start = split_indices(len(samples), test_fraction=test_fraction, gap=gap)
+    train_rate = float(y[:train_end].mean())
+    notes = []
+    if len(set(y[:train_end].tolist())) < 2:
+        notes.append("training period has a single outcome class: models predict a constant")
+    reports = []
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for kind in kinds:
+        probs = _fit_predict(kind, x[:train_end], y[:train_end], x[test_start:], train_rate)
+        metrics = evaluate(y[test_start:], r[test_start:], probs, threshold=train_rate, train_rate=train_rate)
+        active, reason = activation(metrics)
+        final = _fit(kind, x, y)
+        path = data_dir / MODEL_FILES[kind]
+        header = {
+            "format": FORMAT_VERSION,
+            "kind": kind.value,
+            "features": names,
+            "versions": library_versions(),
+            "trained_at": now.isoformat(),
+            "samples": len(samples),
+            "metrics": {**asdict(metrics), "auc_lower": metrics.auc_lower},
+            "active": active,
+            "reason": reason,
+            "threshold": metrics.threshold,
+            "label": "TP1 reached before SL",
+        }
+        save_model(path, header, final)
+        logger.info("saved %s model to %s (active=%s: %s)", kind.value, path, active, reason)
+        reports.append(ModelReport(kind, str(path), active, reason, metrics))
+    iso = lambda i: samples[i].time.strftime("%Y-%m-%d")  # noqa: E731
+    return TrainReport(
+        TrainStatus.TRAINED,
+        len(samples),
+        min_samples,
+        records=len(records),
+        train_samples=train_end,
+        gap_samples=test_start - train_end,
+        test_samples=len(samples) - test_start,
+        train_period=(iso(0), iso(max(train_end - 1, 0))),
+        test_period=(iso(test_start), iso(len(samples) - 1)),
+        features=tuple(names),
+        models=tuple(reports),
+        seconds=round(_time.perf_counter() - started, 2),
+        trained_at=now.isoformat(),
+        notes=tuple(notes),
+    )
+
+
+class _Constant:
+    """Stand-in estimator when a training set has a single class: predicts that class's rate."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return np.column_stack([np.full(len(x), 1 - self.rate), np.full(len(x), self.rate)])
+
+
+def _fit(kind: ModelKind, x: np.ndarray, y: np.ndarray):
+    if len(set(y.tolist())) < 2:
+        return _Constant(float(y.mean()) if len(y) else 0.5)
+    return build_model(kind).fit(x, y)
+
+
+def _fit_predict(kind: ModelKind, x_train, y_train, x_test, train_rate: float) -> np.ndarray:
+    model = _fit(kind, x_train, y_train)
+    return np.asarray(model.predict_proba(x_test))[:, 1]
+
+
+def save_model(path: Path, header: Mapping[str, Any], estimator: Any) -> None:
+    """Write header then estimator as one pickle stream, atomically (tmp file in the same dir, fsync, rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            pickle.dump(dict(header), handle, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(estimator, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_header(path: Path) -> dict[str, Any] | None:
+    """The header of a model file (plain types only), or None when missing/unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            header = pickle.load(handle)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # corrupt file: any unpickling error
+        logger.warning("model header %s unreadable: %s", path, exc)
+        return None
+    return header if isinstance(header, dict) else None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Retraining schedule
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def should_retrain(
+    journal_records: Iterable[Mapping[str, Any]],
+    data_dir: Path,
+    *,
+    now: datetime | None = None,
+    min_samples: int = MIN_SAMPLES,
+) -> bool:
+    """True when a (re)training is due.
+
+    - no model file yet: when at least ``min_samples`` labelled outcomes exist;
+    - else: when at least ``max(RETRAIN_NEW_OUTCOMES, 25% of the model's samples)`` new labelled outcomes arrived
+      since the model was trained, or the model is older than ``RETRAIN_EVERY`` (7 days) and any new labelled
+      outcome arrived (the weekly job).
+    """
+    labelled = len(extract_samples(journal_records))
+    header = read_header(Path(data_dir) / MODEL_FILE)
+    if header is None:
+        return labelled >= min_samples
+    trained_at = _parse_time(header.get("trained_at"))
+    previous = int(header.get("samples") or 0)
+    new = labelled - previous
+    if new >= max(RETRAIN_NEW_OUTCOMES, math.ceil(0.25 * previous)):
+        return True
+    now = now or datetime.now(UTC)
+    return new > 0 and (trained_at is None or now - trained_at >= RETRAIN_EVERY)
+
+
+def retrain(settings, *, records: Iterable[Mapping[str, Any]] | None = None) -> TrainReport:
+    """Train from the live journal (and the backtest journal, if present) in ``settings.bot_data_dir``.
+
+    The /train command and the retrain job call this (off the event loop); the bot then reloads its predictor.
+    """
+    data_dir = Path(settings.bot_data_dir)
+    if records is None:
+        records = merge_records(
+            load_journal_records(data_dir / JOURNAL_FILE), load_journal_records(data_dir / BACKTEST_JOURNAL_FILE)
+        )
+    return train(records, data_dir)
+
+
+def merge_records(*journals: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Concatenate journals, keeping the first record of each signal id (live before backtest)."""
+    seen: set[str] = set()
+    out = []
+    for journal in journals:
+        for record in journal:
+            key = str(_signal_part(record).get("id") or record.get("id") or "")
+            if key and key in seen:
+                continue
+            seen.add(key)
+            out.append(record)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CLI: python bot.py train [--from-backtest] [--json]
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def main(args: argparse.Namespace, settings) -> int:
+    data_dir = Path(settings.bot_data_dir)
+    notes = []
+    if getattr(args, "from_backtest", False):
+        import backtest
+
+        summary = backtest.cold_start(settings, journal_path=data_dir / BACKTEST_JOURNAL_FILE)
+        notes.append(summary)
+        print(summary, file=sys.stderr)
+    report = retrain(settings)
+    if getattr(args, "json", False):
+        print(json.dumps({**report.to_json(), "cold_start": notes}, default=str))
+    else:
+        print(report.text())
+    return 0

@@ -1,0 +1,268 @@
+"""ML engine and predictor: labels from journal records, time-ordered validation, activation, robust loading."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+import ml_engine
+from ml_engine import ModelKind, TrainStatus, extract_samples, label_of, should_retrain, train
+from ml_predictor import MLPredictor
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def record(i: int, features: dict[str, float], win: bool, *, nested: bool = True, r_win: float = 1.5) -> dict:
+    sig = {
+        "id": f"BTCUSDT-1h-{i}-L",
+        "symbol": "BTCUSDT",
+        "timeframe": "1h",
+        "time": (T0 + timedelta(hours=4 * i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "direction": "long",
+        "r_multiples": [1.5, 2.5, 4.0],
+        "features": features,
+    }
+    outcome = {"reason": "TP1" if win else "SL", "r_multiple": r_win if win else -1.0}
+    return {"signal": sig, "outcome": outcome} if nested else {**sig, "outcome": outcome}
+
+
+def synthetic(n: int, *, seed: int, informative: bool) -> list[dict]:
+    """Journal of ``n`` closed signals; with ``informative`` the win chance rises steeply with feature ``x0``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        f = {f"x{k}": float(rng.normal()) for k in range(5)}
+        p = 1 / (1 + np.exp(-2.5 * f["x0"])) if informative else 0.4
+        out.append(record(i, f, bool(rng.random() < p), nested=bool(i % 2)))
+    return out
+
+
+# --- labels ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected"),
+    [
+        ({"reason": "TP1", "r_multiple": 1.5}, (1, 1.5)),
+        ({"reason": "tp3", "r_multiple": 4.2}, (1, 4.2)),
+        ({"reason": "BE", "r_multiple": 0.5}, (1, 0.5)),  # break-even only after TP1
+        ({"reason": "SL", "r_multiple": -1.0}, (0, -1.0)),
+        ({"reason": "SL"}, (0, -1.0)),  # missing R: a full stop is -1 R
+        ({"reason": "TP2"}, (1, 2.5)),  # missing R: the signal's R multiple of that target
+        ({"reason": "MANUAL", "r_multiple": 0.3, "highest_target": 2}, (1, 0.3)),
+        ({"reason": "MANUAL", "r_multiple": -0.3}, None),  # closed by hand before TP1 or SL: no label
+        ({"reason": "EXPIRED", "r_multiple": 0.0}, None),  # never filled
+        ({"exit_reason": "TP1", "r": 1.2}, (1, 1.2)),  # tolerated spelling
+    ],
+)
+def test_label_is_tp1_before_sl(outcome, expected):
+    rec = record(0, {"a": 1.0}, True)
+    rec["outcome"] = outcome
+    assert label_of(rec) == expected
+
+
+def test_open_positions_and_records_without_features_are_skipped():
+    open_rec = record(0, {"a": 1.0}, True)
+    del open_rec["outcome"]
+    no_features = record(1, {}, True)
+    garbage = record(2, {"a": 1.0}, True)
+    garbage["signal"]["time"] = "not a time"
+    good = record(3, {"a": 1.0, "b": float("nan"), "c": "text"}, False)
+    samples = extract_samples([open_rec, no_features, garbage, good, "junk", None])
+    assert len(samples) == 1
+    assert dict(samples[0].features) == {"a": 1.0}  # non-finite and non-numeric features dropped
+    assert samples[0].label == 0
+
+
+def test_samples_are_sorted_by_time():
+    recs = synthetic(20, seed=1, informative=True)[::-1]
+    times = [s.time for s in extract_samples(recs)]
+    assert times == sorted(times)
+
+
+def test_split_is_time_ordered_with_a_gap():
+    train_end, test_start = ml_engine.split_indices(1000)
+    assert (train_end, test_start) == (680, 700)
+    train_end, test_start = ml_engine.split_indices(100, gap=0)
+    assert train_end == test_start == 70
+
+
+def test_auc_matches_scikit_learn():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 300)
+    s = np.round(rng.normal(size=300) + y * 0.5, 1)  # with ties
+    assert ml_engine.roc_auc(y, s) == pytest.approx(roc_auc_score(y, s))
+
+
+# --- training ----------------------------------------------------------------------------------------------------
+
+
+def test_training_recovers_a_known_feature_and_activates(tmp_path):
+    report = train(synthetic(600, seed=7, informative=True), tmp_path)
+    assert report.status is TrainStatus.TRAINED
+    assert report.samples == 600 and report.test_samples == 180 and report.gap_samples == 12
+    for model in report.models:
+        m = model.metrics
+        assert m.auc > 0.75, model
+        assert m.expectancy_kept > m.expectancy_all
+        assert m.brier < m.brier_baseline
+        assert model.active, model.reason
+        assert sum(b.count for b in m.calibration) == m.test_samples
+    header = ml_engine.read_header(tmp_path / "ml_model.pkl")
+    assert header["features"] == ["x0", "x1", "x2", "x3", "x4"]
+    assert header["samples"] == 600 and header["active"] is True
+    assert header["versions"]["sklearn"]
+    assert {"auc", "brier", "expectancy_kept", "expectancy_all", "calibration"} <= set(header["metrics"])
+    assert "Trained on 600" in report.text() and "ACTIVE" in report.text()
+    assert report.to_json()["models"][0]["metrics"]["auc_lower"] > 0.5
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_training_on_noise_claims_no_skill(tmp_path, seed):
+    report = train(synthetic(500, seed=seed, informative=False), tmp_path, kinds=(ModelKind.SINGLE,))
+    assert report.status is TrainStatus.TRAINED
+    assert not report.active, report.text()
+    assert ml_engine.read_header(tmp_path / "ml_model.pkl")["active"] is False  # saved, not activated
+    predictor = MLPredictor(tmp_path)
+    predictor.load()
+    assert not predictor.active
+    assert predictor.predict({f"x{k}": 0.0 for k in range(5)}) is None
+    assert "not active" in predictor.status()
+
+
+def test_validation_is_time_ordered_not_shuffled(tmp_path):
+    """The feature helps early and hurts later: a shuffled split would see skill, the later period does not."""
+    rng = np.random.default_rng(5)
+    recs = []
+    for i in range(500):
+        x = float(rng.normal())
+        sign = 1 if i < 300 else -1
+        recs.append(
+            record(i, {"x0": x, "x1": float(rng.normal())}, bool(rng.random() < 1 / (1 + np.exp(-3 * sign * x))))
+        )
+    report = train(recs, tmp_path, kinds=(ModelKind.SINGLE,))
+    m = report.models[0].metrics
+    assert m.auc < 0.5
+    assert not report.active
+
+
+def test_too_few_samples_trains_nothing(tmp_path):
+    report = train(synthetic(150, seed=1, informative=True), tmp_path)
+    assert report.status is TrainStatus.NOT_ENOUGH_SAMPLES
+    assert report.samples == 150 and report.min_samples == ml_engine.MIN_SAMPLES
+    assert not list(tmp_path.iterdir())
+    assert "need 200" in report.text()
+
+
+def test_should_retrain(tmp_path):
+    recs = synthetic(260, seed=2, informative=True)
+    assert not should_retrain(recs[:199], tmp_path)
+    assert should_retrain(recs[:200], tmp_path)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    train(recs[:200], tmp_path, kinds=(ModelKind.SINGLE,), now=now)
+    assert not should_retrain(recs[:200], tmp_path, now=now + timedelta(days=30))  # nothing new
+    assert not should_retrain(recs[:210], tmp_path, now=now + timedelta(days=1))  # few new, model fresh
+    assert should_retrain(recs[:210], tmp_path, now=now + timedelta(days=8))  # weekly
+    assert should_retrain(recs[:250], tmp_path, now=now + timedelta(days=1))  # 50 new outcomes
+
+
+def test_merge_records_prefers_the_first_journal():
+    live = [record(1, {"a": 1.0}, True)]
+    back = [record(1, {"a": 2.0}, False), record(2, {"a": 3.0}, False)]
+    merged = ml_engine.merge_records(live, back)
+    assert len(merged) == 2 and merged[0] is live[0]
+
+
+def test_load_journal_records_tolerates_shapes(tmp_path):
+    path = tmp_path / "j.json"
+    assert ml_engine.load_journal_records(path) == []
+    path.write_text('{"records": [{"a": 1}, 3]}')
+    assert ml_engine.load_journal_records(path) == [{"a": 1}]
+    path.write_text("[{")
+    assert ml_engine.load_journal_records(path) == []
+
+
+# --- predictor ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model")
+    train(synthetic(400, seed=9, informative=True), path)
+    return path
+
+
+def test_predictor_uses_the_active_model(trained_dir):
+    predictor = MLPredictor(trained_dir)
+    assert predictor.status() == "model not loaded yet"
+    predictor.load()
+    assert predictor.active and predictor.model.kind == "ensemble"
+    low = predictor.predict({"x0": -2.0, "x1": 0, "x2": 0, "x3": 0, "x4": 0})
+    high = predictor.predict({"x0": 2.0, "x1": 0, "x2": 0, "x3": 0, "x4": 0, "extra": 5.0})
+    assert 0 <= low < 0.5 < high <= 1
+    status = predictor.status()
+    assert "ensemble model trained" in status and "on 400 samples" in status and "active (in use)" in status
+
+
+def test_predictor_without_model_is_a_no_op(tmp_path):
+    predictor = MLPredictor(tmp_path / "nowhere")
+    predictor.load()
+    assert not predictor.active
+    assert predictor.predict({"x0": 1.0}) is None
+    assert predictor.status() == "no model"
+
+
+def test_predictor_with_corrupt_files_is_a_logged_no_op(tmp_path, caplog):
+    (tmp_path / "ml_model.pkl").write_bytes(b"\x80\x05garbage that is not a pickle")
+    (tmp_path / "ml_ensemble.pkl").write_bytes(b"")
+    predictor = MLPredictor(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="ml_predictor"):
+        predictor.load()
+    assert not predictor.active
+    assert predictor.predict({"x0": 1.0}) is None
+    assert "unreadable" in predictor.status()
+    assert sum("not used" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_predictor_with_truncated_model_is_a_no_op(trained_dir, tmp_path):
+    data = (trained_dir / "ml_ensemble.pkl").read_bytes()
+    (tmp_path / "ml_ensemble.pkl").write_bytes(data[: len(data) // 2])
+    predictor = MLPredictor(tmp_path)
+    predictor.load()
+    assert not predictor.active and predictor.predict({"x0": 1.0}) is None
+
+
+def test_predictor_rejects_a_stale_model(trained_dir, tmp_path, caplog):
+    with open(trained_dir / "ml_model.pkl", "rb") as handle:
+        header, estimator = pickle.load(handle), pickle.load(handle)
+    header["versions"] = {**header["versions"], "sklearn": "0.24.2"}
+    ml_engine.save_model(tmp_path / "ml_model.pkl", header, estimator)
+    predictor = MLPredictor(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="ml_predictor"):
+        predictor.load()
+    assert not predictor.active
+    assert predictor.predict({f"x{k}": 0.0 for k in range(5)}) is None
+    assert "stale" in predictor.status() and "0.24.2" in caplog.text
+
+
+def test_predictor_with_mismatched_features_is_a_logged_no_op(trained_dir, caplog):
+    predictor = MLPredictor(trained_dir)
+    predictor.load()
+    with caplog.at_level(logging.WARNING, logger="ml_predictor"):
+        assert predictor.predict({"other": 1.0}) is None
+        assert predictor.predict({"other": 2.0}) is None
+        assert predictor.predict({"x0": "not a number", "x1": 0, "x2": 0, "x3": 0, "x4": 0}) is None
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2  # once for the missing features, once for the failed conversion
+
+
+def test_predictor_reads_only_its_data_dir(trained_dir, tmp_path):
+    predictor = MLPredictor(tmp_path)
+    predictor.load()
+    assert not predictor.active  # a model elsewhere is never picked up
