@@ -1,0 +1,66 @@
+"""Backtest statistics, causal frame windows and the equity chart (no engine needed)."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+
+from backtest import CausalFrames, Progress, render_equity_png, stats_of
+from tests.helpers import sample_candles
+
+
+def test_stats_on_a_known_sequence():
+    s = stats_of([2.0, -1.0, -1.0, 0.0, 3.0, -1.0], [True, False, False, True, True, False])
+    assert (s.trades, s.wins, s.losses, s.breakeven) == (6, 2, 3, 1)
+    assert s.win_rate == pytest.approx(2 / 6, abs=1e-4)
+    assert s.average_r == pytest.approx(2 / 6, abs=1e-4)
+    assert s.expectancy_r == pytest.approx(s.average_r)
+    assert s.average_win_r == 2.5 and s.average_loss_r == -1.0
+    assert s.profit_factor == pytest.approx(5 / 3, abs=1e-4)
+    assert s.total_r == 2.0
+    # equity 0, 2, 1, 0, 0, 3, 2: the deepest fall from a peak is 2 -> 0
+    assert s.max_drawdown_r == 2.0
+    assert s.tp1_rate == 0.5
+
+
+def test_stats_edge_cases():
+    empty = stats_of([])
+    assert empty.trades == 0 and empty.win_rate is None and empty.max_drawdown_r == 0.0
+    no_losses = stats_of([1.5, 2.0])
+    assert no_losses.profit_factor is None and no_losses.max_drawdown_r == 0.0
+    only_losses = stats_of([-1.0, -1.0, -1.0])
+    assert only_losses.max_drawdown_r == 3.0 and only_losses.profit_factor == 0.0
+
+
+def test_causal_frames_cut_higher_timeframes_at_the_entry_close():
+    h1 = sample_candles("BTCUSDT", "1h").iloc[:400]
+    h4 = sample_candles("BTCUSDT", "4h")
+    h4 = h4[(h4.index >= h1.index[0] - pd.Timedelta(days=30)) & (h4.index <= h1.index[-1])]
+    frames = CausalFrames({"1h": h1, "4h": h4}, "1h", lookback=50)
+    for i in (10, 201, 202, 203, 204, 399):
+        cut = frames.at(i)
+        close = h1.index[i] + pd.Timedelta(hours=1)
+        assert cut["1h"].index[-1] == h1.index[i] and len(cut["1h"]) == min(50, i + 1)
+        assert (cut["4h"].index + pd.Timedelta(hours=4) <= close).all()
+        later = h4[h4.index + pd.Timedelta(hours=4) <= close]
+        assert cut["4h"].index[-1] == later.index[-1] and len(cut["4h"]) == 50
+        assert frames.close_time(i) == close
+
+
+def test_progress_bar_writes_only_when_enabled():
+    out = io.StringIO()
+    Progress(10, "x", stream=out).update(5)  # StringIO is not a terminal
+    assert out.getvalue() == ""
+    bar = Progress(10, "BTCUSDT 1h", stream=out, enabled=True)
+    bar.update(5)
+    bar.close()
+    assert "BTCUSDT 1h" in out.getvalue() and "100.0%" in out.getvalue()
+
+
+def test_equity_png():
+    times = pd.date_range("2025-01-01", periods=4, freq="D", tz="UTC").to_pydatetime()
+    png = render_equity_png(times, [1.0, -1.0, 2.0, -1.0], "test")
+    assert png.startswith(b"\x89PNG")
+    assert render_equity_png([], [], "empty").startswith(b"\x89PNG")
