@@ -1,0 +1,145 @@
+"""Premium and discount: where price sits inside the current dealing range.
+
+Definitions:
+    The **dealing range** at bar ``k`` spans the last confirmed swing high and the last confirmed swing low
+    (:func:`~ict_modules.swing_points.detect_swing_points`, ``left = right = swing_length``; a pivot is confirmed
+    ``swing_length`` bars after it). A new range starts whenever a new swing high or low is confirmed
+    (``confirmed_at`` = that confirmation bar; a high and a low confirmed on the same bar make one range). Pairs
+    whose last high is not above the last low are no range.
+
+    **Equilibrium** is the 50% level ``(high + low) / 2``. The **position** of a price is its fraction of the
+    range, ``(price - low) / (high - low)``: 0 at the range low, 1 at the range high, outside [0, 1] beyond it.
+    **Premium** is above equilibrium (position > 0.5 + band: sell in premium), **discount** below it
+    (position < 0.5 - band: buy in discount), **equilibrium** within ``band`` of 0.5 (``equilibrium_band`` is a
+    fraction of the range, 0 by default).
+
+    ``broken_at`` is the first bar after both anchors that *closes* outside the range (above the high or below
+    the low); it can precede ``confirmed_at`` when price already left the range before the newer anchor was
+    confirmed (the range is then known as broken from the start).
+
+Everything is a ratio of the range, so it is price-scale invariant.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import pandas as pd
+
+from .core import ohlcv_arrays
+from .liquidity_map import first_break
+from .swing_points import SwingKind, detect_swing_points
+
+logger = logging.getLogger(__name__)
+
+
+class PriceZone(StrEnum):
+    PREMIUM = "premium"  # above equilibrium: sell side of the range
+    EQUILIBRIUM = "equilibrium"
+    DISCOUNT = "discount"  # below equilibrium: buy side of the range
+
+
+@dataclass(frozen=True, slots=True)
+class DealingRange:
+    high: float
+    low: float
+    high_index: int  # bar of the swing high
+    low_index: int  # bar of the swing low
+    confirmed_at: int
+    broken_at: int | None = None  # first close outside the range
+
+    @property
+    def equilibrium(self) -> float:
+        return (self.high + self.low) / 2
+
+    @property
+    def size(self) -> float:
+        return self.high - self.low
+
+    def position(self, price: float) -> float:
+        """Fraction of the range at ``price``: 0 = range low, 0.5 = equilibrium, 1 = range high."""
+        return (price - self.low) / (self.high - self.low)
+
+    def classify(self, price: float, *, equilibrium_band: float = 0.0) -> PriceZone:
+        return classify_position(self.position(price), equilibrium_band=equilibrium_band)
+
+    def level(self, fraction: float) -> float:
+        """Price at ``fraction`` of the range (0.5 = equilibrium)."""
+        return self.low + fraction * (self.high - self.low)
+
+
+def classify_position(position: float, *, equilibrium_band: float = 0.0) -> PriceZone:
+    """PREMIUM above ``0.5 + band``, DISCOUNT below ``0.5 - band``, else EQUILIBRIUM."""
+    if position > 0.5 + equilibrium_band:
+        return PriceZone.PREMIUM
+    if position < 0.5 - equilibrium_band:
+        return PriceZone.DISCOUNT
+    return PriceZone.EQUILIBRIUM
+
+
+def detect_dealing_ranges(candles: pd.DataFrame, *, swing_length: int = 10) -> list[DealingRange]:
+    """Every dealing range of ``candles`` in confirmation order (see module docstring).
+
+    Args:
+        candles: validated candle frame.
+        swing_length: pivot ``left = right`` length in bars of the swings that bound the range; also the
+            confirmation delay in bars.
+    """
+    _, _, _, close, _ = ohlcv_arrays(candles)
+    swings = detect_swing_points(candles, left=swing_length, right=swing_length)
+    rows: list[tuple[float, float, int, int, int]] = []
+    last_high = last_low = None
+    for i, p in enumerate(swings):
+        if p.kind is SwingKind.HIGH:
+            last_high = p
+        else:
+            last_low = p
+        if i + 1 < len(swings) and swings[i + 1].confirmed_at == p.confirmed_at:
+            continue  # one range per confirmation bar
+        if last_high is None or last_low is None or last_high.price <= last_low.price:
+            continue
+        rows.append((last_high.price, last_low.price, last_high.index, last_low.index, p.confirmed_at))
+    if not rows:
+        return []
+    hi, lo, hi_i, lo_i, conf = (np.array(col) for col in zip(*rows, strict=True))
+    start = np.maximum(hi_i, lo_i) + 1
+    above = first_break(close, start, hi)
+    below = first_break(-close, start, -lo)
+    big = np.iinfo(np.int64).max
+    broken = np.minimum(np.where(above < 0, big, above), np.where(below < 0, big, below))
+    return [
+        DealingRange(h, lw, hidx, lidx, c, b if b != big else None)
+        for h, lw, hidx, lidx, c, b in zip(
+            hi.tolist(), lo.tolist(), hi_i.tolist(), lo_i.tolist(), conf.tolist(), broken.tolist(), strict=True
+        )
+    ]
+
+
+def dealing_range_at(ranges: list[DealingRange], bar: int) -> DealingRange | None:
+    """The current dealing range at the close of ``bar`` (the last one confirmed), or ``None``."""
+    current = None
+    for r in ranges:
+        if r.confirmed_at > bar:
+            break
+        current = r
+    return current
+
+
+def range_position(candles: pd.DataFrame, ranges: list[DealingRange], *, price: str = "close") -> np.ndarray:
+    """Per bar: position of ``price`` (a candle column) in the dealing range current at that bar (NaN before the
+    first range). Premium where > 0.5, discount where < 0.5. Causal: bar ``t`` uses ranges known at ``t``."""
+    values = candles[price].to_numpy(dtype=np.float64)
+    out = np.full(len(values), np.nan)
+    if not ranges or len(values) == 0:
+        return out
+    conf = np.array([r.confirmed_at for r in ranges])
+    last = np.searchsorted(conf, np.arange(len(values)), side="right") - 1
+    has = last >= 0
+    pick = np.where(has, last, 0)
+    hi = np.array([r.high for r in ranges])[pick]
+    lo = np.array([r.low for r in ranges])[pick]
+    out[has] = ((values - lo) / (hi - lo))[has]
+    return out
