@@ -1,0 +1,290 @@
+"""Market structure: break of structure (BOS), change of character (CHOCH) and market structure shift (MSS).
+
+Definition (one swing set at a time, ``level`` = internal or swing, see :mod:`.swing_points`):
+    A swing high becomes *eligible* at the bar after it is confirmed (``swing.confirmed_at + 1``) and stays the
+    reference high until the bar at which the next swing high is confirmed (inclusive). Swing lows mirror this.
+    - A *bullish break* happens at the first bar whose CLOSE is strictly above the reference swing high; a
+      *bearish break* at the first close strictly below the reference swing low. A wick beyond is not a break.
+      Each swing breaks at most once (a later close beyond the same swing is ignored).
+    - The *trend* after a bar is the direction of the latest break so far (neutral before the first one).
+    - BOS: a break in the direction of the trend (or the first break of the series, when the trend is neutral).
+    - CHOCH: a break against the trend (the first close beyond against it); it flips the trend.
+    - MSS (market structure shift, a.k.a. MSB): a CHOCH that (a) came after a liquidity sweep of the opposite
+      side inside its leg and (b) shows displacement. For a bullish MSS breaking the swing high at bar ``s`` at bar
+      ``i``: some bar ``j`` in ``(s, i]`` traded below the reference swing low of bar ``j`` while that low was
+      still unbroken by a close before ``j`` (sell-side liquidity taken; a bar that closes through it counts too),
+      and a bullish displacement candle (see :mod:`.displacement_detector`) closed in ``[j, i]`` (``j`` = the last
+      such sweep). Bearish mirror. ``kind`` is MSS instead of CHOCH then.
+    - The *leg* of a break is ``(s, i]``; its extreme (lowest low for a bullish break, highest high for a bearish
+      one; the first such bar on ties) is where the move that broke structure started (``leg_index``).
+
+Every event is knowable at the close of the breaking bar: ``confirmed_at = i``; all its fields are fixed then.
+
+Cost: swings are searched with a sparse table (binary lifting over range maxima/minima), so a run over 100k
+candles takes a few milliseconds; nothing loops over bars in Python.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import pandas as pd
+
+from .core import Direction
+from .displacement_detector import displacement_mask
+from .swing_points import SwingKind, SwingPoint, detect_swing_points
+
+logger = logging.getLogger(__name__)
+
+
+class StructureLevel(StrEnum):
+    INTERNAL = "internal"  # short pivots: minor structure
+    SWING = "swing"  # long pivots: major structure
+
+
+class StructureKind(StrEnum):
+    BOS = "bos"
+    CHOCH = "choch"
+    MSS = "mss"  # a CHOCH after an opposite-side sweep with displacement
+
+    @property
+    def is_reversal(self) -> bool:
+        """True for CHOCH and MSS (the trend flips), False for BOS."""
+        return self is not StructureKind.BOS
+
+
+@dataclass(frozen=True, slots=True)
+class StructureEvent:
+    """One break of a swing by a close. All fields are fixed at ``confirmed_at``."""
+
+    kind: StructureKind
+    direction: Direction  # BULLISH = close above a swing high, BEARISH = close below a swing low
+    level: StructureLevel
+    swing_index: int  # bar of the broken pivot
+    swing_price: float  # its high (bullish break) or low (bearish break)
+    confirmed_at: int  # the breaking bar (its close is beyond swing_price)
+    leg_index: int  # bar of the leg extreme in (swing_index, confirmed_at]: where the breaking move started
+    sweep_index: int | None  # last bar in the leg that took the opposite-side swing liquidity, if any
+    displacement_index: int | None  # last displacement candle in the break direction within the leg, if any
+
+
+def level_lengths(level: StructureLevel | str, internal_length: int, swing_length: int) -> int:
+    """The pivot length (left = right) of a structure level."""
+    return internal_length if StructureLevel(level) is StructureLevel.INTERNAL else swing_length
+
+
+# --- range search helpers (shared by the order-block, breaker and zone modules) ---------------------------------
+
+
+def sparse_table(values: np.ndarray, *, maximum: bool) -> list[np.ndarray]:
+    """Level k holds the max (or min) of ``values[i : i + 2**k]`` for every valid ``i``."""
+    table = [np.asarray(values, dtype=np.float64)]
+    op = np.maximum if maximum else np.minimum
+    width = 1
+    while 2 * width <= len(values):
+        prev = table[-1]
+        table.append(op(prev[:-width], prev[width:]))
+        width *= 2
+    return table
+
+
+def first_beyond(
+    table: list[np.ndarray], starts: np.ndarray, thresholds: np.ndarray, *, above: bool, strict: bool = True
+) -> np.ndarray:
+    """For each query, the first bar ``j >= start`` whose value is beyond ``threshold``, else ``n``.
+
+    ``above=True`` needs a max table and finds ``value > threshold`` (``>=`` with ``strict=False``);
+    ``above=False`` needs a min table and finds ``value < threshold`` (``<=``). Vectorised binary lifting:
+    O(log n) numpy passes over the queries.
+    """
+    n = len(table[0])
+    pos = np.asarray(starts, dtype=np.int64).copy()
+    thr = np.asarray(thresholds, dtype=np.float64)
+    if len(pos) == 0:
+        return pos
+    for k in range(len(table) - 1, -1, -1):
+        width = 1 << k
+        level = table[k]
+        ok = pos + width <= n
+        safe = np.where(ok, pos, 0)
+        block = level[np.minimum(safe, len(level) - 1)]
+        quiet = (block < thr if above else block > thr) | (strict & (block == thr))
+        pos = np.where(ok & quiet, pos + width, pos)
+    return np.minimum(pos, n)
+
+
+def range_extreme(table: list[np.ndarray], lo: np.ndarray, hi: np.ndarray, *, maximum: bool) -> np.ndarray:
+    """Max (min) of ``values[lo : hi + 1]`` per query (``lo <= hi``) from a :func:`sparse_table` of ``values``."""
+    lo = np.asarray(lo, dtype=np.int64)
+    hi = np.asarray(hi, dtype=np.int64)
+    if len(lo) == 0:
+        return np.empty(0)
+    k = np.floor(np.log2(hi - lo + 1)).astype(np.int64)
+    out = np.empty(len(lo))
+    op = np.maximum if maximum else np.minimum
+    for level in np.unique(k).tolist():
+        sel = k == level
+        out[sel] = op(table[level][lo[sel]], table[level][hi[sel] - (1 << level) + 1])
+    return out
+
+
+def range_argextreme(table: list[np.ndarray], lo: np.ndarray, hi: np.ndarray, *, maximum: bool) -> np.ndarray:
+    """First bar of the max (min) of ``values[lo : hi + 1]`` per query, from a :func:`sparse_table`."""
+    extreme = range_extreme(table, lo, hi, maximum=maximum)
+    return first_beyond(table, lo, extreme, above=maximum, strict=False)
+
+
+def _last_true_index(mask: np.ndarray) -> np.ndarray:
+    """Per bar, the last bar <= it where ``mask`` is True, else -1."""
+    idx = np.where(mask, np.arange(len(mask)), -1)
+    return np.maximum.accumulate(idx) if len(idx) else idx
+
+
+def _sweep_mask(
+    values: np.ndarray, points: list[SwingPoint], breaks: list[tuple[int, SwingPoint]], n: int, *, above: bool
+) -> np.ndarray:
+    """Bars that trade beyond the reference swing of their side (the latest confirmed before the bar) while that
+    swing had not been broken by an earlier close: liquidity taken (the breaking bar itself counts)."""
+    mask = np.zeros(n, dtype=bool)
+    if not points or n == 0:
+        return mask
+    conf = np.array([p.confirmed_at for p in points], dtype=np.int64)
+    prices = np.array([p.price for p in points])
+    broken = np.full(len(points), n, dtype=np.int64)
+    position = {p.index: k for k, p in enumerate(points)}
+    for bar, p in breaks:
+        broken[position[p.index]] = bar
+    bars = np.arange(n)
+    ref = np.searchsorted(conf, bars, side="left") - 1
+    has = ref >= 0
+    ref = np.maximum(ref, 0)
+    beyond = values > prices[ref] if above else values < prices[ref]
+    return has & beyond & (broken[ref] >= bars)
+
+
+def _breaks(
+    points: list[SwingPoint], close_table: list[np.ndarray], n: int, *, above: bool
+) -> list[tuple[int, SwingPoint]]:
+    """(breaking bar, swing) for every swing of one side broken by a close inside its window."""
+    if not points:
+        return []
+    conf = np.array([p.confirmed_at for p in points], dtype=np.int64)
+    prices = np.array([p.price for p in points])
+    window_end = np.append(conf[1:], n - 1)  # inclusive: replaced by the next swing after its confirmation bar
+    first = first_beyond(close_table, conf + 1, prices, above=above)
+    hit = first <= window_end
+    return [(int(first[k]), points[k]) for k in np.flatnonzero(hit)]
+
+
+def detect_market_structure(
+    candles: pd.DataFrame,
+    *,
+    level: StructureLevel | str = StructureLevel.SWING,
+    internal_length: int = 3,
+    swing_length: int = 10,
+    swings: Sequence[SwingPoint] | None = None,
+    min_body_atr: float = 1.2,
+    min_body_ratio: float = 0.6,
+    atr_length: int = 14,
+) -> list[StructureEvent]:
+    """BOS / CHOCH / MSS events of one structure level, in bar order (see module docstring).
+
+    Args:
+        candles: validated candle frame.
+        level: ``"swing"`` (major, pivots of ``swing_length``) or ``"internal"`` (minor, ``internal_length``).
+        internal_length, swing_length: pivot lengths in bars (left = right); also the confirmation delay.
+        swings: precomputed swing points of that level (from :func:`.swing_points.detect_swing_points` on the same
+            candles) to skip recomputing them.
+        min_body_atr, min_body_ratio, atr_length: displacement thresholds (ATR multiples, body/range ratio, bars)
+            used to qualify MSS.
+    """
+    level = StructureLevel(level)
+    n = len(candles)
+    if swings is None:
+        length = level_lengths(level, internal_length, swing_length)
+        swings = detect_swing_points(candles, left=length, right=length)
+    highs = [p for p in swings if p.kind is SwingKind.HIGH]
+    lows = [p for p in swings if p.kind is SwingKind.LOW]
+    if n == 0 or not (highs or lows):
+        return []
+    high = candles["high"].to_numpy(dtype=np.float64)
+    low = candles["low"].to_numpy(dtype=np.float64)
+    close = candles["close"].to_numpy(dtype=np.float64)
+    disp = displacement_mask(candles, min_body_atr=min_body_atr, min_body_ratio=min_body_ratio, atr_length=atr_length)
+    last_bull_disp = _last_true_index(disp > 0)
+    last_bear_disp = _last_true_index(disp < 0)
+    high_breaks = _breaks(highs, sparse_table(close, maximum=True), n, above=True)
+    low_breaks = _breaks(lows, sparse_table(close, maximum=False), n, above=False)
+    last_ssl_sweep = _last_true_index(_sweep_mask(low, lows, low_breaks, n, above=False))  # sell-side taken
+    last_bsl_sweep = _last_true_index(_sweep_mask(high, highs, high_breaks, n, above=True))  # buy-side taken
+
+    raw = [(bar, 0, p) for bar, p in high_breaks] + [(bar, 1, p) for bar, p in low_breaks]
+    if not raw:
+        return []
+    raw.sort(key=lambda t: (t[0], t[1]))
+
+    bars = np.array([t[0] for t in raw], dtype=np.int64)
+    bullish = np.array([t[1] == 0 for t in raw])
+    pivots = np.array([t[2].index for t in raw], dtype=np.int64)
+    leg = np.where(
+        bullish,
+        range_argextreme(sparse_table(low, maximum=False), pivots + 1, bars, maximum=False),
+        range_argextreme(sparse_table(high, maximum=True), pivots + 1, bars, maximum=True),
+    )
+    sweep = np.where(bullish, last_ssl_sweep[bars], last_bsl_sweep[bars])
+    displaced = np.where(bullish, last_bull_disp[bars], last_bear_disp[bars])
+    swept = sweep > pivots
+    has_disp = displaced > pivots
+    # the trend before a break is the direction of the previous break: a change of direction is a CHOCH
+    reversal = np.concatenate(([False], bullish[1:] != bullish[:-1]))
+    mss = reversal & swept & has_disp & (displaced >= sweep)
+    kinds = np.where(mss, 2, np.where(reversal, 1, 0))
+    kind_of = (StructureKind.BOS, StructureKind.CHOCH, StructureKind.MSS)
+    direction_of = (Direction.BEARISH, Direction.BULLISH)
+    return [
+        StructureEvent(
+            kind_of[kd], direction_of[bu], level, pv, t[2].price, br, lg, sw if sd else None, dp if hd else None
+        )
+        for t, kd, bu, pv, br, lg, sw, sd, dp, hd in zip(
+            raw,
+            kinds.tolist(),
+            bullish.tolist(),
+            pivots.tolist(),
+            bars.tolist(),
+            leg.tolist(),
+            sweep.tolist(),
+            swept.tolist(),
+            displaced.tolist(),
+            has_disp.tolist(),
+            strict=True,
+        )
+    ]
+
+
+def trend_from_events(events: Sequence[StructureEvent], n: int) -> np.ndarray:
+    """Per-bar int8 trend after each bar's close: +1 bullish, -1 bearish, 0 before the first break."""
+    out = np.zeros(n, dtype=np.int8)
+    if not events or n == 0:
+        return out
+    bars = np.array([e.confirmed_at for e in events], dtype=np.int64)
+    signs = np.array([e.direction.sign for e in events], dtype=np.int8)
+    marks = np.full(n, -1, dtype=np.int64)
+    marks[bars] = np.arange(len(events))  # the last event of a bar wins
+    latest = np.maximum.accumulate(marks)
+    has = latest >= 0
+    out[has] = signs[latest[has]]
+    return out
+
+
+def trend_array(candles: pd.DataFrame, **kwargs) -> np.ndarray:
+    """Per-bar trend (+1/-1/0) of :func:`detect_market_structure` with the same keyword arguments."""
+    return trend_from_events(detect_market_structure(candles, **kwargs), len(candles))
+
+
+def current_trend(events: Sequence[StructureEvent]) -> Direction | None:
+    """The trend after the last event (None before any break)."""
+    return events[-1].direction if events else None
