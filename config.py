@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import time
+from datetime import UTC, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -27,6 +27,8 @@ class Settings:
     binance_api_base_url: str = "https://api.binance.com"
     market_data: str = "binance"
     sample_data_dir: Path = Path("data/sample")
+    sample_start: datetime | None = None  # replay clock start (UTC); None: market_data's default near the data end
+    sample_speed: float = 1.0  # replay seconds per real second; 0 freezes the sample clock
     bot_data_dir: Path = Path("data")
     watchlist: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")
     auto_signal_timeframes: tuple[str, ...] = ("1h", "4h")
@@ -162,6 +164,14 @@ def _clock(raw: str) -> time:
     return time(int(match[1]), int(match[2]))
 
 
+def _utc_time(raw: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("expected an ISO time such as 2026-04-01 or 2026-04-01T12:00 (UTC)") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _zone(raw: str) -> str:
     try:
         ZoneInfo(raw)
@@ -179,6 +189,8 @@ _PARSERS = {
     "BINANCE_API_BASE_URL": _url,
     "MARKET_DATA": _choice("binance", "sample"),
     "SAMPLE_DATA_DIR": Path,
+    "SAMPLE_START": _utc_time,
+    "SAMPLE_SPEED": _bounded(float, 0, 100_000),
     "BOT_DATA_DIR": Path,
     "WATCHLIST": _symbols,
     "AUTO_SIGNAL_TIMEFRAMES": _timeframes,
