@@ -261,7 +261,7 @@ REGISTRY: tuple[DetectorSpec, ...] = (
     _spec("breaker_blocks", "breaker_block_detector", "detect_breaker_blocks"),
     _spec("fvg", "fvg_detector", "detect_fvgs"),
     _spec("sibi_ssib", "sibi_ssib_detector", "detect_sibi_ssib"),
-    _spec("ilp", "ilp_detector", "detect_ilp"),
+    _spec("ilp", "ilp_detector", "detect_internal_liquidity"),
     _spec("whale", "ict_whale_detector", "detect_whale_blocks"),
     _spec("premium_discount", "premium_discount", "detect_dealing_ranges"),
     _spec("ote", "ote_calculator", "detect_ote", lambda cfg: {"swing_length": cfg.swing_length}),
@@ -474,10 +474,16 @@ def sweeps_at(pools: Any, bar: int, recent: int) -> tuple[tuple[Direction, float
     for p in pools or ():
         swept = getattr(p, "swept_at", None)
         if swept is not None and bar - recent < swept <= bar and p.confirmed_at <= swept:
-            favours = Direction.BEARISH if p.side.is_above else Direction.BULLISH
+            favours = Direction.BEARISH if _side(p).is_above else Direction.BULLISH
             out.append((favours, float(p.price), int(swept)))
     out.sort(key=lambda s: s[2])
     return tuple(out)
+
+
+def _side(pool: Any) -> Any:
+    """A pool's LiquiditySide (liquidity_map pools carry ``side``; ILP pools derive it from their kind)."""
+    side = getattr(pool, "side", None)
+    return side if side is not None else pool.kind.side
 
 
 def recent_events(objects: Any, bar: int, recent: int) -> list[Any]:
@@ -676,7 +682,12 @@ def snapshot_at(prep: Prepared, bar: int, config: EngineConfig) -> Snapshot:
         pools_below=below,
         htf_pools_above=htf_above,
         htf_pools_below=htf_below,
-        sweeps=sweeps_at(pools, bar, config.recent_bars),
+        sweeps=tuple(
+            sorted(
+                sweeps_at(pools, bar, config.recent_bars) + sweeps_at(raw.get(("ilp", tf)), bar, config.recent_bars),
+                key=lambda x: x[2],
+            )
+        ),
         displacements=displacements,
         whales=_whales_at(_objects(raw.get(("whale", tf))), bar, config.recent_bars),
         entry_models=_entry_models_at(_objects(raw.get(("entry_models", tf))), bar, config.recent_bars),
@@ -1012,12 +1023,14 @@ def _components(
             out.append(
                 Component(z.kind.value, f"{z.label} {_fmt(z.bottom)}-{_fmt(z.top)}", z.direction.value, z.top, z.bottom)
             )
-    for favours, level, _ in snap.sweeps[-1:]:
+    sweeps = [x for x in snap.sweeps if d is None or x[0] is d]
+    for favours, level, _ in sweeps[-1:]:
         side = "sell-side" if favours is Direction.BULLISH else "buy-side"
         out.append(
             Component("liquidity_sweep", f"{side} liquidity swept at {_fmt(level)}", favours.value, level, level)
         )
-    for x, body, _ in snap.displacements[-1:]:
+    displacements = [x for x in snap.displacements if d is None or x[0] is d]
+    for x, body, _ in displacements[-1:]:
         out.append(Component("displacement", f"{x.value} displacement {body:.1f} ATR", x.value))
     if snap.ote is not None:
         o = snap.ote
@@ -1037,7 +1050,7 @@ def _components(
         out.append(Component("premium_discount", f"price in {where} (EQ {_fmt(eq)})", None, hi, lo))
     for level, label in targets:
         out.append(Component("target", f"{label} {_fmt(level)}", None, level, level))
-    for x, _ in snap.whales[-1:]:
+    for x, _ in [w for w in snap.whales if d is None or w[0] is d][-1:]:
         out.append(Component("whale", f"{x.value} whale activity", x.value))
     if snap.session:
         out.append(Component("killzone", f"{snap.session} killzone", None))
