@@ -138,7 +138,7 @@ def range_argextreme(table: list[np.ndarray], lo: np.ndarray, hi: np.ndarray, *,
     return first_beyond(table, lo, extreme, above=maximum, strict=False)
 
 
-def _last_true_index(mask: np.ndarray) -> np.ndarray:
+def last_true_index(mask: np.ndarray) -> np.ndarray:
     """Per bar, the last bar <= it where ``mask`` is True, else -1."""
     idx = np.where(mask, np.arange(len(mask)), -1)
     return np.maximum.accumulate(idx) if len(idx) else idx
@@ -215,12 +215,12 @@ def detect_market_structure(
     low = candles["low"].to_numpy(dtype=np.float64)
     close = candles["close"].to_numpy(dtype=np.float64)
     disp = displacement_mask(candles, min_body_atr=min_body_atr, min_body_ratio=min_body_ratio, atr_length=atr_length)
-    last_bull_disp = _last_true_index(disp > 0)
-    last_bear_disp = _last_true_index(disp < 0)
+    last_bull_disp = last_true_index(disp > 0)
+    last_bear_disp = last_true_index(disp < 0)
     high_breaks = _breaks(highs, sparse_table(close, maximum=True), n, above=True)
     low_breaks = _breaks(lows, sparse_table(close, maximum=False), n, above=False)
-    last_ssl_sweep = _last_true_index(_sweep_mask(low, lows, low_breaks, n, above=False))  # sell-side taken
-    last_bsl_sweep = _last_true_index(_sweep_mask(high, highs, high_breaks, n, above=True))  # buy-side taken
+    last_ssl_sweep = last_true_index(_sweep_mask(low, lows, low_breaks, n, above=False))  # sell-side taken
+    last_bsl_sweep = last_true_index(_sweep_mask(high, highs, high_breaks, n, above=True))  # buy-side taken
 
     raw = [(bar, 0, p) for bar, p in high_breaks] + [(bar, 1, p) for bar, p in low_breaks]
     if not raw:
