@@ -289,12 +289,13 @@ class SampleSource:
     def now(self) -> pd.Timestamp:
         with self._lock:
             if self._clock is None:
-                start = self._start or default_start(self._symbol_spans())
+                start = self._start or default_start(self.data_spans())
                 logger.info("sample replay clock starts at %s (speed %g)", format_time(start), self._speed)
                 self._clock = replay_clock(start, self._speed)
         return to_utc(self._clock())
 
-    def _symbol_spans(self) -> dict[str, Span]:
+    def data_spans(self) -> dict[str, Span]:
+        """``symbol -> (first open, last close)`` over all the symbol's files."""
         spans = {symbol: self.file_spans(symbol).values() for symbol in self.symbols()}
         return {s: (min(a for a, _ in v), max(b for _, b in v)) for s, v in spans.items() if v}
 
