@@ -1,0 +1,160 @@
+"""Breaker blocks and mitigation blocks: failed order blocks that flip polarity.
+
+Definition (order blocks from :mod:`.order_block_detector`):
+    When an order block is invalidated (a close through its far edge at bar ``v``), its zone flips: a failed
+    bullish OB becomes a bearish (supply) block, a failed bearish OB a bullish (demand) block, confirmed at ``v``.
+    - BREAKER: before failing, the move out of the OB took liquidity: for a failed bullish OB, some bar in
+      ``(ob.index, v)`` traded above the *prior swing high* (the latest pivot high of ``sweep_level`` before the
+      block's first candle, confirmed by ``v``); bearish mirror (a low below the prior swing low). The classic
+      shape: high, low (the OB), higher high (buy-side taken), then a close below the low.
+    - MITIGATION block: the same failure without that sweep (a lower high / failure swing), or with no prior swing.
+    With the default ``sweep_level="swing"`` the prior swing is a major pivot: a failed OB born from a major break
+    always swept it, a failed internal OB whose rally stayed under the major high is a mitigation block.
+    States after ``confirmed_at`` (same rules as order blocks, new direction):
+    - mitigated (``mitigated_at``): price trades back into the zone (bearish block: ``high >= bottom``; bullish:
+      ``low <= top``).
+    - invalidated (``invalidated_at``): a close through the far edge (bearish: ``close > top``; bullish:
+      ``close < bottom``); a wick does not invalidate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import pandas as pd
+
+from .core import Direction
+from .market_structure import StructureLevel, first_beyond, level_lengths
+from .order_block_detector import OrderBlock, ZoneState, candle_tables, detect_order_blocks, zone_states
+from .swing_points import SwingKind, SwingPoint, detect_swing_points
+
+logger = logging.getLogger(__name__)
+
+
+class BlockKind(StrEnum):
+    BREAKER = "breaker"  # the failed OB's move swept liquidity first
+    MITIGATION = "mitigation"  # no sweep before the failure
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerBlock:
+    kind: BlockKind
+    direction: Direction  # the new direction: opposite of the failed order block
+    top: float
+    bottom: float
+    origin_start_index: int  # the failed order block's candles
+    origin_index: int
+    origin_confirmation: int  # bar the failed order block was confirmed
+    swept_price: float | None  # the prior swing taken before the failure (BREAKER), else None
+    sweep_index: int | None  # first bar beyond that swing
+    confirmed_at: int  # the bar whose close invalidated the order block
+    mitigated_at: int | None
+    invalidated_at: int | None
+
+    @property
+    def mean_threshold(self) -> float:
+        return (self.top + self.bottom) / 2.0
+
+    @property
+    def state(self) -> ZoneState:
+        if self.invalidated_at is not None:
+            return ZoneState.INVALIDATED
+        if self.mitigated_at is not None:
+            return ZoneState.MITIGATED
+        return ZoneState.ACTIVE
+
+
+def _prior_swing(points: list[SwingPoint], before_index: np.ndarray, known_by: np.ndarray) -> np.ndarray:
+    """Position in ``points`` of the latest pivot with index < before_index and confirmed_at <= known_by, or -1."""
+    if not points:
+        return np.full(len(before_index), -1, dtype=np.int64)
+    idx = np.array([p.index for p in points], dtype=np.int64)
+    conf = np.array([p.confirmed_at for p in points], dtype=np.int64)
+    by_index = np.searchsorted(idx, before_index, side="left")
+    by_conf = np.searchsorted(conf, known_by, side="right")
+    return np.minimum(by_index, by_conf) - 1
+
+
+def detect_breaker_blocks(
+    candles: pd.DataFrame,
+    *,
+    order_blocks: Sequence[OrderBlock] | None = None,
+    level: StructureLevel | str = StructureLevel.INTERNAL,
+    sweep_level: StructureLevel | str = StructureLevel.SWING,
+    internal_length: int = 3,
+    swing_length: int = 10,
+    swings: Sequence[SwingPoint] | None = None,
+) -> list[BreakerBlock]:
+    """Breaker and mitigation blocks in order of confirmation (see module docstring).
+
+    Args:
+        candles: validated candle frame.
+        order_blocks: precomputed :func:`.order_block_detector.detect_order_blocks` of these candles; otherwise
+            computed with ``level`` and the lengths.
+        level: structure level of the order blocks (when computed here).
+        sweep_level: pivot set whose prior swing must be taken for a BREAKER.
+        internal_length, swing_length: pivot lengths in bars.
+        swings: precomputed swing points of ``sweep_level`` (skips recomputing them).
+    """
+    n = len(candles)
+    if order_blocks is None:
+        order_blocks = detect_order_blocks(
+            candles, level=level, internal_length=internal_length, swing_length=swing_length
+        )
+    failed = [b for b in order_blocks if b.invalidated_at is not None]
+    if n == 0 or not failed:
+        return []
+    if swings is None:
+        length = level_lengths(sweep_level, internal_length, swing_length)
+        swings = detect_swing_points(candles, left=length, right=length)
+    highs = [p for p in swings if p.kind is SwingKind.HIGH]
+    lows = [p for p in swings if p.kind is SwingKind.LOW]
+    tables = candle_tables(candles)
+
+    failed.sort(key=lambda b: (b.invalidated_at, b.index))
+    was_bull = np.array([b.direction is Direction.BULLISH for b in failed])
+    start = np.array([b.start_index for b in failed], dtype=np.int64)
+    end = np.array([b.index for b in failed], dtype=np.int64)
+    fail = np.array([b.invalidated_at for b in failed], dtype=np.int64)
+    top = np.array([b.top for b in failed])
+    bottom = np.array([b.bottom for b in failed])
+
+    hi_pos = _prior_swing(highs, start, fail)
+    lo_pos = _prior_swing(lows, start, fail)
+    high_prices = np.array([p.price for p in highs] + [np.nan])  # index -1 -> NaN
+    low_prices = np.array([p.price for p in lows] + [np.nan])
+    prior = np.where(was_bull, high_prices[hi_pos], low_prices[lo_pos])
+    has_prior = ~np.isnan(prior)
+    thr = np.where(has_prior, prior, 0.0)
+    first = np.where(
+        was_bull,
+        first_beyond(tables["high_max"], end + 1, thr, above=True),
+        first_beyond(tables["low_min"], end + 1, thr, above=False),
+    )
+    swept = has_prior & (first < fail)
+
+    new_sign = np.where(was_bull, -1, 1)
+    touch, broken = zone_states(new_sign, top, bottom, fail, tables, n)
+    out = []
+    for k, b in enumerate(failed):
+        out.append(
+            BreakerBlock(
+                kind=BlockKind.BREAKER if swept[k] else BlockKind.MITIGATION,
+                direction=b.direction.opposite,
+                top=b.top,
+                bottom=b.bottom,
+                origin_start_index=b.start_index,
+                origin_index=b.index,
+                origin_confirmation=b.confirmed_at,
+                swept_price=float(prior[k]) if swept[k] else None,
+                sweep_index=int(first[k]) if swept[k] else None,
+                confirmed_at=int(fail[k]),
+                mitigated_at=None if touch[k] >= n else int(touch[k]),
+                invalidated_at=None if broken[k] >= n else int(broken[k]),
+            )
+        )
+    return out
