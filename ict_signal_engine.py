@@ -69,7 +69,7 @@ class EngineConfig:
     min_confidence_floor: float = 25.0
     atr_length: int = 14
     sl_buffer_atr: float = 0.25
-    min_stop_atr: float = 0.5
+    min_stop_atr: float = 1.0
     max_stop_atr: float = 5.0
     max_entry_distance_atr: float = 3.0
     recent_bars: int = 20

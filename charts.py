@@ -1,0 +1,149 @@
+"""The signal chart: recent candles with the ICT context and the trade levels, rendered to PNG bytes.
+
+Drawn (entry timeframe, the last ``CANDLES`` candles): active OB / FVG / SIBI-SSIB / breaker zones shaded from the
+bar they formed (green = bullish, red = bearish), resting liquidity (dashed, labelled BSL/SSL/EQH/PDH...), recent
+BOS / CHOCH / MSS marks (a line from the broken swing to the breaking candle), the OTE band, and for a signal the
+entry zone (blue), SL (red) and TP1-TP3 (green) with price labels on the right. matplotlib's Agg backend, the figure
+is closed after rendering; sized for a phone (1200x800 px).
+Candlesticks are drawn with plain matplotlib: mplfinance 0.12.10b0 imports ``six``, which the pinned environment
+does not ship.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from formatting import format_price
+from ict_modules.core import Direction
+from ict_signal_engine import Analysis, Snapshot
+from signal_model import Signal, TradeDirection
+
+logger = logging.getLogger(__name__)
+
+CANDLES = 120
+RIGHT_MARGIN = 18  # empty bars on the right for the labels
+BULL = "#1b9e5a"
+BEAR = "#d64545"
+ENTRY = "#2f6fdf"
+
+
+def _colour(direction: Direction | None) -> str:
+    if direction is None:
+        return "#777777"
+    return BULL if direction is Direction.BULLISH else BEAR
+
+
+def _title(analysis: Analysis) -> str:
+    r = analysis.result
+    head = f"{analysis.symbol} {analysis.timeframe}"
+    if isinstance(r, Signal):
+        side = "LONG" if r.direction is TradeDirection.LONG else "SHORT"
+        return f"{head} · {side} · confidence {r.confidence:.0f}"
+    return f"{head} · no trade"
+
+
+def render_signal_chart(analysis: Analysis, *, candles: int = CANDLES, dpi: int = 100) -> bytes:
+    """PNG bytes of the chart of ``analysis`` (see the module docstring)."""
+    frame = analysis.frames[analysis.timeframe]
+    n = len(frame)
+    start = max(0, n - candles)
+    window = frame.iloc[start:]
+    fig, ax = plt.subplots(figsize=(12, 8))
+    try:
+        m = len(window)
+        _draw_candles(ax, window)
+        right = m - 1 + RIGHT_MARGIN
+        _draw_context(ax, analysis.snapshot, start, m, right)
+        if isinstance(analysis.result, Signal):
+            _draw_trade(ax, analysis.result, m, right)
+        _fit_y(ax, window, analysis)
+        ax.set_xlim(-1, right)
+        ax.set_title(_title(analysis), fontsize=16, fontweight="bold", loc="left")
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=dpi)
+        return buffer.getvalue()
+    finally:
+        plt.close(fig)
+
+
+def _draw_candles(ax, window: pd.DataFrame) -> None:
+    """Candlesticks at x = 0..m-1 (bodies as bars, wicks as lines); time labels on about 6 ticks."""
+    o, h, lo, c = (window[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close"))
+    x = np.arange(len(window))
+    colours = np.where(c >= o, BULL, BEAR)
+    ax.vlines(x, lo, h, colors=colours, linewidth=1.0, zorder=2)
+    body = np.maximum(np.abs(c - o), (h.max() - lo.min()) * 0.0015)
+    ax.bar(x, body, bottom=np.minimum(o, c), width=0.65, color=colours, edgecolor=colours, zorder=3)
+    ticks = np.linspace(0, len(window) - 1, min(6, len(window))).astype(int)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([window.index[i].strftime("%m-%d %H:%M") for i in ticks], fontsize=11)
+    ax.tick_params(axis="y", labelsize=11, labelright=True, labelleft=False)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: format_price(v)))
+    ax.grid(True, linestyle=":", color="#d0d0d0", zorder=0)
+    ax.set_facecolor("white")
+
+
+def _draw_context(ax, snap: Snapshot, start: int, m: int, right: float) -> None:
+    for z in snap.zones:
+        x0 = max(z.index - start, 0)
+        colour = _colour(z.direction)
+        ax.fill_between([x0, m - 1], z.bottom, z.top, color=colour, alpha=0.13, linewidth=0, zorder=0)
+        ax.text(x0, z.top, f" {z.label}", color=colour, fontsize=9, va="bottom", ha="left", alpha=0.9, clip_on=True)
+    if snap.ote is not None:
+        o = snap.ote
+        ax.fill_between([m - 1 - 12, m - 1], o.bottom, o.top, color="#b58900", alpha=0.12, linewidth=0, zorder=0)
+        ax.text(m - 13, o.bottom, " OTE", color="#8a6a00", fontsize=9, va="top", clip_on=True)
+    for level in (*snap.pools_above[:3], *snap.pools_below[:3]):
+        x0 = max(level.index - start, 0)
+        ax.hlines(level.price, x0, m - 1, colors="#555555", linestyles="dashed", linewidth=1.0, alpha=0.7)
+        ax.text(x0, level.price, f"{level.label} ", color="#444444", fontsize=9, va="center", ha="right", clip_on=True)
+    for mark in snap.structure.marks:
+        x0, x1 = mark.swing_index - start, mark.index - start
+        if x1 < 0:
+            continue
+        colour = _colour(mark.direction)
+        ax.hlines(mark.level, max(x0, 0), x1, colors=colour, linewidth=1.4)
+        ax.text((max(x0, 0) + x1) / 2, mark.level, mark.kind, color=colour, fontsize=9, fontweight="bold",
+                ha="center", va="bottom" if mark.direction is Direction.BULLISH else "top", clip_on=True)  # fmt: skip
+
+
+def _draw_trade(ax, s: Signal, m: int, right: float) -> None:
+    x0 = m - 1
+    if s.entry_high > s.entry_low:
+        ax.fill_between([x0 - 6, right], s.entry_low, s.entry_high, color=ENTRY, alpha=0.18, linewidth=0)
+    r1, r2, r3 = s.r_multiples
+    lines = [
+        (s.entry, ENTRY, f"Entry {format_price(s.entry)}"),
+        (s.sl, BEAR, f"SL {format_price(s.sl)}"),
+        (s.tp1, BULL, f"TP1 {format_price(s.tp1)} ({r1:g}R)"),
+        (s.tp2, BULL, f"TP2 {format_price(s.tp2)} ({r2:g}R)"),
+        (s.tp3, BULL, f"TP3 {format_price(s.tp3)} ({r3:g}R)"),
+    ]
+    for price, colour, label in lines:
+        ax.hlines(price, x0 - 6, right, colors=colour, linewidth=1.8)
+        box = {"boxstyle": "round,pad=0.25", "facecolor": colour, "edgecolor": "none", "alpha": 0.95}
+        ax.text(
+            right - 0.3, price, label, color="white", fontsize=10, fontweight="bold", ha="right", va="center", bbox=box
+        )
+
+
+def _fit_y(ax, window, analysis: Analysis) -> None:
+    """Candles always visible; trade levels always visible; context levels only when close to the candles."""
+    low, high = float(window["low"].min()), float(window["high"].max())
+    r = analysis.result
+    if isinstance(r, Signal):
+        low = min(low, r.sl, r.tp3, r.entry_low)
+        high = max(high, r.sl, r.tp3, r.entry_high)
+    pad = 0.04 * (high - low or high * 0.01)
+    ax.set_ylim(low - pad, high + pad)
