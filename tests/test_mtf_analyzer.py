@@ -81,12 +81,13 @@ def test_swing_bias_falls_back_to_internal():
 
 def test_causal_over_real_frames():
     frames = {tf: sample_candles("BTCUSDT", tf) for tf in ("1h", "4h", "1d")}
-    close_times = {tf: f.index + pd.Timedelta(tf) for tf, f in frames.items()}
+    length = {"1h": pd.Timedelta(hours=1), "4h": pd.Timedelta(hours=4), "1d": pd.Timedelta(days=1)}
+    close_times = {tf: f.index + length[tf] for tf, f in frames.items()}
     trends = {tf: trend_from_events(detect_market_structure(f), len(f)) for tf, f in frames.items()}
     entry_index = frames["1h"].index
     seen = set()
     for k in (3000, 9000, 15000, len(entry_index) - 1):
-        moment = entry_index[k] + pd.Timedelta("1h")  # close of entry bar k
+        moment = entry_index[k] + length["1h"]  # close of entry bar k
         cut = {tf: f[close_times[tf] <= moment] for tf, f in frames.items()}
         res = analyze_mtf(cut, entry_timeframe="1h")
         for b in (res.entry, *res.higher):
