@@ -1256,8 +1256,11 @@ def analyze(
 
 
 def _is_missing_interval(exc: Exception) -> bool:
-    """A higher timeframe the source has no candles for (InvalidIntervalError, ValueError), not a network error."""
-    names = {c.__name__ for c in type(exc).__mro__}
-    return "InvalidIntervalError" in names or (
-        isinstance(exc, ValueError) and not names & {"MarketDataUnavailable", "RateLimitedError"}
-    )
+    """A higher timeframe the source cannot serve (bad interval, no data for it), as opposed to a network, rate
+    limit or location failure, which propagates."""
+    try:
+        import market_data as md
+    except ImportError:
+        return isinstance(exc, ValueError)
+    transient = (md.MarketDataUnavailable, md.RateLimitedError, md.RestrictedLocationError, md.InvalidSymbolError)
+    return isinstance(exc, md.MarketDataError | ValueError) and not isinstance(exc, transient)

@@ -1,0 +1,105 @@
+"""``python bot.py signal SYMBOL [TF] [--at TIME] [--chart FILE] [--json]``: one analysis from the terminal.
+
+Prints the plain-text signal (or "no trade" and why); ``--json`` prints exactly one JSON object
+(``result.to_json()``, documented in docs/engine.md) and nothing else on stdout; ``--chart FILE`` writes the PNG;
+``--at TIME`` analyses as of the candle closing at or before TIME (ISO 8601, UTC unless it carries an offset).
+Exit status: 0 success, 2 bad symbol/timeframe/time (one line on stderr), 1 market-data failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from config import Settings
+from timeframes import parse_interval
+
+logger = logging.getLogger(__name__)
+
+
+class _BadInput(Exception):
+    pass
+
+
+def parse_time(text: str | None) -> pd.Timestamp | None:
+    """ISO time (``2025-07-01``, ``2025-07-01T14:00``, ``...Z`` or with an offset) as aware UTC; naive = UTC."""
+    if text is None:
+        return None
+    try:
+        moment = pd.Timestamp(text.strip())
+    except (ValueError, TypeError):
+        raise _BadInput(f"bad --at time {text!r}; use ISO 8601, e.g. 2025-07-01T14:00Z") from None
+    if moment is pd.NaT or pd.isna(moment):
+        raise _BadInput(f"bad --at time {text!r}; use ISO 8601, e.g. 2025-07-01T14:00Z")
+    return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+
+
+def _predictor(settings: Settings):
+    """The ML predictor when a usable model exists in BOT_DATA_DIR, else None (never fatal)."""
+    try:
+        from ml_predictor import MLPredictor
+
+        predictor = MLPredictor(settings.bot_data_dir)
+        predictor.load()
+        return predictor if predictor.active else None
+    except Exception:
+        logger.warning("ML predictor unavailable; rule confidence only", exc_info=True)
+        return None
+
+
+def main(args: argparse.Namespace, settings: Settings) -> int:
+    import market_data as md
+    from formatting import format_signal_text
+    from ict_signal_engine import EngineConfig, analyze
+
+    try:
+        symbol = md.normalize_symbol(args.symbol)
+        timeframe = parse_interval(args.timeframe or "1h")
+        at = parse_time(getattr(args, "at", None))
+    except (_BadInput, ValueError, md.MarketDataError) as exc:
+        print(f"signal: {exc}", file=sys.stderr)
+        return 2
+    try:
+        market = md.create_market_data(settings)
+        symbol = market.validate_symbol(symbol)
+        analysis = analyze(
+            market,
+            symbol,
+            timeframe,
+            end=at,
+            config=EngineConfig.from_settings(settings),
+            predictor=_predictor(settings),
+        )
+    except (md.InvalidSymbolError, md.InvalidIntervalError) as exc:
+        print(f"signal: {exc}", file=sys.stderr)
+        return 2
+    except md.MarketDataError as exc:
+        if type(exc) is md.MarketDataError and at is not None:  # the source has no candles for that time
+            print(f"signal: {exc}", file=sys.stderr)
+            return 2
+        print(f"signal: market data failed: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # no closed candles at/before --at, or a frame the engine cannot read
+        print(f"signal: {exc}", file=sys.stderr)
+        return 2 if at is not None else 1
+    result = analysis.result
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+    else:
+        print(format_signal_text(result, settings.tz))
+    if args.chart:
+        from charts import render_signal_chart
+
+        path = Path(args.chart)
+        try:
+            path.write_bytes(render_signal_chart(analysis))
+        except OSError as exc:
+            print(f"signal: cannot write chart {path}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        print(f"chart: {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0
