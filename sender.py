@@ -40,7 +40,8 @@ _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)([^>]*)>")
 class Delivery(StrEnum):
     SENT = "sent"
     BLOCKED = "blocked"  # the user blocked the bot or the chat is gone: permanent
-    FAILED = "failed"  # gave up after retries, or Telegram refused the content: permanent for this message
+    FAILED = "failed"  # Telegram refused the content: permanent for this message
+    DEFERRED = "deferred"  # flood control or network trouble outlasted the retries: try again later
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +226,26 @@ class Sender:
         more = await self.text(chat_id, follow_up_html, reply_markup=reply_markup)
         return SendResult(more.delivery, result.message_ids + more.message_ids, more.reason)
 
+    async def edit(
+        self, chat_id: int, message_id: int, text_html: str, *, reply_markup: InlineKeyboardMarkup | None = None
+    ) -> SendResult:
+        """Replace a message's text (settings panels); text longer than one message is truncated with a note."""
+        chunks = split_html(text_html) or ["(empty)"]
+        body = chunks[0] + ("\n…" if len(chunks) > 1 else "")
+        try:
+            return await self._call(
+                chat_id,
+                lambda html_mode=True: self.bot.edit_message_text(
+                    body if html_mode else strip_html(body),
+                    chat_id=chat_id,
+                    message_id=message_id,
+                    parse_mode=ParseMode.HTML if html_mode else None,
+                    reply_markup=reply_markup,
+                ),
+            )
+        except AttributeError:  # edit_message_text returns True for inline messages: no message id
+            return SendResult(Delivery.SENT)
+
     async def document(self, chat_id: int, data: bytes, filename: str, caption_html: str = "") -> SendResult:
         return await self._call(
             chat_id,
@@ -266,7 +287,7 @@ class Sender:
                 return SendResult(Delivery.FAILED, reason=exc.message)
             except (TimedOut, NetworkError) as exc:
                 if attempt == MAX_ATTEMPTS:
-                    return SendResult(Delivery.FAILED, reason=str(exc))
+                    return SendResult(Delivery.DEFERRED, reason=str(exc))
                 logger.warning("network error sending to chat %s (%s); retrying", chat_id, exc)
                 await self._sleep(min(2.0**attempt, 30.0))
-        return SendResult(Delivery.FAILED, reason=f"gave up after {MAX_ATTEMPTS} attempts")
+        return SendResult(Delivery.DEFERRED, reason=f"flood control outlasted {MAX_ATTEMPTS} attempts")

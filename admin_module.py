@@ -1,0 +1,293 @@
+"""Admin-only commands and the admin panel.
+
+Gating is not done here: every spec below has ``admin=True`` and :func:`handlers.guard` (commands) and
+:func:`handlers.on_callback` (panel buttons) refuse non-admins in one place, logging the user id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import sqlite3
+import tempfile
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+
+from handlers import (
+    BadInput,
+    CommandSpec,
+    Ctx,
+    chat_id_of,
+    cmd_health,
+    current_watchlist,
+    parse_symbol,
+    reply,
+    shown,
+)
+from sender import escape
+from services import Services, get_services, optional_module
+
+logger = logging.getLogger(__name__)
+
+MAX_BROADCAST_CHARS = 3500
+BACKUP_PATTERNS = ("positions.db", "*.json", "*.pkl")
+
+
+def admin_keyboard(paused: bool) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    "▶️ Resume" if paused else "⏸ Pause", callback_data="adm|resume" if paused else "adm|pause"
+                ),
+                InlineKeyboardButton("🔍 Scan now", callback_data="adm|scan"),
+            ],
+            [
+                InlineKeyboardButton("👥 Users", callback_data="adm|users"),
+                InlineKeyboardButton("🩺 Health", callback_data="adm|health"),
+            ],
+            [
+                InlineKeyboardButton("💾 Backup", callback_data="adm|backup"),
+                InlineKeyboardButton("🧠 Train", callback_data="adm|train"),
+            ],
+        ]
+    )
+
+
+def is_paused(svc: Services) -> bool:
+    return svc.store is not None and svc.store.paused
+
+
+async def cmd_admin(update: Update, context: Ctx) -> None:
+    svc = get_services(context)
+    paused = await asyncio.to_thread(is_paused, svc)
+    watch = await asyncio.to_thread(current_watchlist, svc)
+    text = (
+        "<b>Admin panel</b>\n"
+        f"Scheduled signals: {'PAUSED' if paused else 'running'}\n"
+        f"Watchlist: {escape(', '.join(watch))} · timeframes {escape(', '.join(svc.settings.auto_signal_timeframes))}\n"
+        "Commands: /broadcast TEXT · /pause · /resume · /scan · /train · /backup · /users · /watchlist"
+    )
+    await reply(update, context, text, admin_keyboard(paused))
+
+
+async def cmd_broadcast(update: Update, context: Ctx) -> None:
+    svc = get_services(context)
+    store = svc.require("store")
+    message = update.effective_message
+    text = (message.text or "").partition(" ")[2].strip() if message else ""
+    if not text:
+        raise BadInput("What should I send? Usage: /broadcast TEXT.", "/broadcast Maintenance at 18:00 UTC")
+    if len(text) > MAX_BROADCAST_CHARS:
+        raise BadInput(f"The text is {len(text)} characters; the limit is {MAX_BROADCAST_CHARS}.", "/broadcast Hello")
+    body = "📢 " + escape(text)
+    count = await asyncio.to_thread(enqueue_to_subscribers, store, body)
+    await drain_soon(context)
+    await reply(update, context, f"📢 Queued for {count} subscriber(s).")
+
+
+def enqueue_to_subscribers(store: Any, body: str) -> int:
+    chats = store.subscribers()
+    with store.transaction():
+        for chat_id in chats:
+            store.enqueue(chat_id, body, kind="notice")
+    return len(chats)
+
+
+async def drain_soon(context: Ctx) -> None:
+    drain = context.bot_data.get("drain_outbox")
+    if drain is not None:
+        await drain(context.application)
+
+
+async def set_paused(svc: Services, paused: bool) -> None:
+    store = svc.require("store")
+    await asyncio.to_thread(store.set_paused, paused)
+    logger.info("scheduled signals %s", "paused" if paused else "resumed")
+
+
+async def cmd_pause(update: Update, context: Ctx) -> None:
+    await set_paused(get_services(context), True)
+    await reply(update, context, "⏸ Scheduled signals paused (persisted). /resume to restart them.")
+
+
+async def cmd_resume(update: Update, context: Ctx) -> None:
+    await set_paused(get_services(context), False)
+    await reply(update, context, "▶️ Scheduled signals resumed.")
+
+
+async def cmd_scan(update: Update, context: Ctx) -> None:
+    scan = context.bot_data.get("scan_now")
+    if scan is None:
+        await reply(update, context, "ℹ️ Scanning is not available in this mode.")
+        return
+    await reply(update, context, "🔍 Scanning the watchlist…")
+    summary = await scan(context.application, forced=True)
+    await reply(update, context, summary)
+
+
+async def cmd_train(update: Update, context: Ctx) -> None:
+    svc = get_services(context)
+    await reply(update, context, "🧠 Training the model from the journal…")
+    text = await retrain(svc)
+    await reply(update, context, f"<pre>{escape(text)}</pre>")
+
+
+async def retrain(svc: Services) -> str:
+    """Train from the journal off the event loop and reload the predictor; the report as text."""
+    ml_engine = svc.module("ml_engine", "Model training")
+    report = await asyncio.to_thread(ml_engine.retrain, svc.settings)
+    if svc.predictor is not None:
+        await asyncio.to_thread(svc.predictor.load)
+    return report.text()
+
+
+def make_backup(data_dir: Path) -> bytes:
+    """A zip of the data stores; SQLite is copied with its online backup API so the copy is consistent."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for pattern in BACKUP_PATTERNS:
+            for path in sorted(data_dir.glob(pattern)):
+                if path.suffix == ".db":
+                    with tempfile.TemporaryDirectory() as tmp:
+                        copy = Path(tmp) / path.name
+                        src = sqlite3.connect(path)
+                        dst = sqlite3.connect(copy)
+                        try:
+                            src.backup(dst)
+                        finally:
+                            dst.close()
+                            src.close()
+                        archive.write(copy, path.name)
+                else:
+                    archive.write(path, path.name)
+    return buffer.getvalue()
+
+
+async def cmd_backup(update: Update, context: Ctx) -> None:
+    svc = get_services(context)
+    chat_id = chat_id_of(update)
+    if chat_id is None:
+        return
+    data = await asyncio.to_thread(make_backup, svc.data_dir)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    await svc.sender.document(chat_id, data, f"ict-bot-backup-{stamp}.zip", "💾 Data stores backup")
+
+
+async def cmd_users(update: Update, context: Ctx) -> None:
+    svc = get_services(context)
+    store = svc.require("store")
+    ids = [str(chat_id) for chat_id in await asyncio.to_thread(store.subscribers)]
+    shown_ids = ", ".join(ids[:50]) + (f" … (+{len(ids) - 50})" if len(ids) > 50 else "")
+    await reply(
+        update,
+        context,
+        f"<b>Users</b>\nSubscribers: {len(ids)}"
+        + (f"\n{escape(shown_ids)}" if ids else "")
+        + f"\nAdmins: {len(svc.settings.admin_ids)} · private: {'yes' if svc.settings.allowed_user_ids else 'no'}",
+    )
+
+
+def edit_watchlist(svc: Services, action: str, symbol: str) -> list[str]:
+    """Add or remove ``symbol`` atomically (read-modify-write in one store transaction); the new list."""
+    store = svc.require("store")
+    with store.transaction():
+        current = list(current_watchlist(svc))
+        if action == "add":
+            if symbol not in current:
+                current.append(symbol)
+        else:
+            if symbol not in current:
+                raise BadInput(f"{shown(symbol)} is not on the watchlist.", "/watchlist remove SOLUSDT")
+            if len(current) == 1:
+                raise BadInput("The watchlist needs at least one symbol.", "/watchlist add BTCUSDT")
+            current.remove(symbol)
+        store.set_state("watchlist", ",".join(current))
+    return current
+
+
+async def cmd_watchlist(update: Update, context: Ctx) -> None:
+    svc = get_services(context)
+    args = context.args or []
+    if not args:
+        current = list(await asyncio.to_thread(current_watchlist, svc))
+    else:
+        action = args[0].lower()
+        if len(args) != 2 or action not in ("add", "remove"):
+            raise BadInput("Usage: /watchlist [add|remove SYMBOL].", "/watchlist add ADAUSDT")
+        symbol = parse_symbol(args[1], "/watchlist add ADAUSDT")
+        if action == "add":
+            market = svc.require("market")
+            md = optional_module("market_data")
+            try:
+                symbol = await asyncio.to_thread(market.validate_symbol, symbol)
+            except Exception as exc:
+                if md is not None and isinstance(exc, md.MarketDataError):
+                    raise BadInput(str(exc), "/watchlist add ADAUSDT") from None
+                raise
+        current = await asyncio.to_thread(edit_watchlist, svc, action, symbol)
+    await reply(update, context, f"👀 Watchlist ({len(current)}): {escape(', '.join(current))}")
+
+
+async def on_admin_button(update: Update, context: Ctx, action: str) -> str:
+    """Admin panel buttons (the caller has checked the user is an admin); returns the callback answer."""
+    svc = get_services(context)
+    query = update.callback_query
+    if action in ("pause", "resume"):
+        await set_paused(svc, action == "pause")
+        if query.message is not None:
+            await svc.sender.edit(
+                query.message.chat.id,
+                query.message.message_id,
+                f"<b>Admin panel</b>\nScheduled signals: {'PAUSED' if action == 'pause' else 'running'}",
+                reply_markup=admin_keyboard(action == "pause"),
+            )
+        return "Paused." if action == "pause" else "Resumed."
+    commands = {
+        "scan": cmd_scan,
+        "users": cmd_users,
+        "health": cmd_health,
+        "backup": cmd_backup,
+        "train": cmd_train,
+    }
+    command = commands.get(action)
+    if command is None:
+        return "This button is no longer valid."
+    await query.answer("Working…")
+    context.args = []
+    await command(update, context)
+    return ""
+
+
+ADMIN_COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec("admin", cmd_admin, "/admin", "admin panel", admin=True),
+    CommandSpec(
+        "broadcast",
+        cmd_broadcast,
+        "/broadcast TEXT",
+        "send TEXT to every subscriber",
+        "/broadcast Maintenance at 18:00 UTC",
+        admin=True,
+        max_args=None,
+    ),
+    CommandSpec("pause", cmd_pause, "/pause", "pause scheduled signals", admin=True),
+    CommandSpec("resume", cmd_resume, "/resume", "resume scheduled signals", admin=True),
+    CommandSpec("scan", cmd_scan, "/scan", "scan the watchlist now", admin=True),
+    CommandSpec("train", cmd_train, "/train", "retrain the ML model now", admin=True),
+    CommandSpec("backup", cmd_backup, "/backup", "the data stores as a zip document", admin=True),
+    CommandSpec("users", cmd_users, "/users", "subscribers and access settings", admin=True),
+    CommandSpec(
+        "watchlist",
+        cmd_watchlist,
+        "/watchlist [add|remove SYMBOL]",
+        "show or edit the scan watchlist",
+        "/watchlist add ADAUSDT",
+        admin=True,
+        max_args=2,
+    ),
+)

@@ -1,0 +1,346 @@
+"""End-to-end: the real python-telegram-bot Application over real HTTP against the local Bot API server.
+
+Market data is the bundled sample source on a fixed clock (no internet). Each test drives a conversation by
+injecting updates into ``tests/fake_telegram.py`` and asserting on the Bot API calls the bot made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import io
+import logging
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import telegram_app
+from config import Settings
+from services import build_services
+from tests.fake_telegram import FakeTelegram
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN = 1001
+USER = 2002
+OTHER = 3003
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FIXED_NOW = pd.Timestamp("2026-03-02 12:05", tz="UTC")
+
+ENGINE_READY = all(importlib.util.find_spec(m) for m in ("ict_signal_engine", "charts", "formatting", "sample_source"))
+needs_engine = pytest.mark.skipif(not ENGINE_READY, reason="engine, charts or formatting not in this checkout yet")
+
+
+def sample_market(frames_failing: bool = False):
+    from sample_source import SampleSource
+
+    return SampleSource(ROOT / "data" / "sample", clock=lambda: FIXED_NOW)
+
+
+class FailingMarket:
+    """A market-data source whose every call fails like an unreachable Binance."""
+
+    def __init__(self) -> None:
+        import market_data
+
+        self.error = market_data.MarketDataUnavailable("Binance is unreachable (connection refused)")
+
+    def validate_symbol(self, symbol: str) -> str:
+        raise self.error
+
+    def __getattr__(self, name: str):
+        def fail(*args, **kwargs):
+            raise self.error
+
+        return fail
+
+
+@pytest.fixture
+def tg():
+    with FakeTelegram() as server:
+        yield server
+
+
+def make_settings(tg: FakeTelegram, tmp_path: Path, **overrides) -> Settings:
+    values = {
+        "telegram_bot_token": tg.token,
+        "telegram_api_base_url": tg.base_url,
+        "admin_ids": frozenset({ADMIN}),
+        "market_data": "sample",
+        "sample_data_dir": ROOT / "data" / "sample",
+        "bot_data_dir": tmp_path,
+        "signal_rate_limit": (3, 60),
+        "auto_signal_interval_minutes": 1440,
+        "monitor_interval_seconds": 3600,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+async def bot(tg, tmp_path):
+    """A running bot (polling the fake server) with a sample market on a fixed clock."""
+    async with run_bot(tg, tmp_path) as application:
+        yield application
+
+
+def run_bot(tg: FakeTelegram, tmp_path: Path, market=None, **overrides):
+    settings = make_settings(tg, tmp_path, **overrides)
+    market = market or (sample_market() if importlib.util.find_spec("sample_source") else None)
+    application = telegram_app.build_application(
+        settings, services_factory=lambda: build_services(settings, mode="telegram", market=market)
+    )
+    return telegram_app.running(application, poll_timeout=1)
+
+
+async def test_start_subscribes_and_menu_is_registered(tg, bot):
+    tg.send_message("/start", user_id=USER)
+    call = await tg.wait_for("sendMessage", chat_id=USER)
+    assert "Welcome" in call.text
+    assert "subscribed" in call.text
+    menu = tg.calls("setMyCommands")[-1].params["commands"]
+    names = {c["command"] for c in menu}
+    assert {"start", "help", "signal", "market", "positions", "settings", "explain"} <= names
+    assert "broadcast" not in names  # admin commands stay out of the public menu
+
+
+async def test_help_lists_every_command_with_usage_admin_sees_admin_section(tg, bot):
+    tg.send_message("/help", user_id=USER)
+    user_help = (await tg.wait_for("sendMessage", chat_id=USER)).text
+    for usage in (
+        "/signal SYMBOL [TF]",
+        "/journal [N]",
+        "/report [daily|weekly|monthly]",
+        "/explain TERM",
+        "/close ID",
+    ):
+        assert usage.replace("<", "&lt;") in user_help or usage in user_help
+    assert "/broadcast" not in user_help
+    tg.send_message("/help", user_id=ADMIN)
+    admin_help = (await tg.wait_for("sendMessage", chat_id=ADMIN)).text
+    for usage in ("/broadcast TEXT", "/watchlist [add|remove SYMBOL]", "/pause", "/backup"):
+        assert usage in admin_help
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/signal", "Which symbol"),
+        ("/signal BTC$USDT", "is not a Binance symbol"),
+        ("/signal BTCUSDT 7x", "is not a timeframe"),
+        ("/signal BTCUSDT 1h extra words", "Too many arguments"),
+        ("/explain", "Which term"),
+        ("/explain flux capacitor", "I don't know"),
+        ("/journal lots", "is not a count"),
+        ("/report yearly", "is not a report period"),
+        ("/close abc", "is not a position id"),
+        ("/settings tf 9y", "is not a timeframe"),
+        ("/nosuchcommand", "Unknown command"),
+        ("hello bot", "I understand commands"),
+        ("/signal " + "\x00\x01binary" * 3, "is not a Binance symbol"),
+        ("/signal " + "A" * 5000, "is not a Binance symbol"),
+    ],
+)
+async def test_bad_input_gets_one_clear_line_with_an_example(tg, bot, text, expected):
+    tg.send_message(text, user_id=USER)
+    call = await tg.wait_for("sendMessage", chat_id=USER)
+    assert expected in call.text
+    assert "Traceback" not in call.text
+    if expected not in ("I understand commands", "Unknown command"):
+        assert "Example: /" in call.text or "Usage:" in call.text
+    assert len(call.text) < 1000  # a huge argument is never echoed back in full
+
+
+async def test_edited_message_and_group_commands(tg, bot):
+    tg.send_message("/help", user_id=USER, edited=True)
+    call = await tg.wait_for("sendMessage", chat_id=USER)
+    assert "Edited messages are not re-run" in call.text
+    group = -100555
+    tg.send_message("/explain@ict_test_bot OB", user_id=USER, chat_id=group, chat_type="supergroup")
+    call = await tg.wait_for("sendMessage", chat_id=group)
+    assert "Order block" in call.text
+    tg.send_message("/explain@some_other_bot OB", user_id=USER, chat_id=group, chat_type="supergroup")
+    tg.send_message("/unknownthing", user_id=USER, chat_id=group, chat_type="supergroup")
+    tg.send_message("/explain FVG", user_id=USER, chat_id=group, chat_type="supergroup")
+    call = await tg.wait_for("sendMessage", chat_id=group, count=2)
+    assert "Fair value gap" in call.text  # the two messages for other bots were ignored
+    assert len(tg.calls("sendMessage", chat_id=group)) == 2
+
+
+async def test_admin_commands_refused_for_non_admin_and_logged(tg, bot, caplog):
+    caplog.set_level(logging.WARNING, logger="handlers")
+    for command in ("/admin", "/pause", "/broadcast hi", "/backup", "/users"):
+        tg.send_message(command, user_id=OTHER)
+    await tg.wait_for("sendMessage", chat_id=OTHER, count=5)
+    assert all("admins only" in c.text for c in tg.calls("sendMessage", chat_id=OTHER))
+    assert not tg.calls("sendDocument")
+    refusals = [r for r in caplog.records if "refused admin" in r.getMessage()]
+    assert len(refusals) == 5 and all(str(OTHER) in r.getMessage() for r in refusals)
+
+
+async def test_admin_panel_pause_button_broadcast_backup_and_watchlist(tg, bot):
+    tg.send_message("/start", user_id=USER)
+    await tg.wait_for("sendMessage", chat_id=USER)
+    tg.send_message("/admin", user_id=ADMIN)
+    panel = await tg.wait_for("sendMessage", chat_id=ADMIN)
+    buttons = dict((data, label) for label, data in panel.buttons())
+    assert "adm|pause" in buttons and "adm|scan" in buttons
+    message = tg.last_message(ADMIN)
+    query_id = tg.press("adm|pause", user_id=ADMIN, message=message)
+    answer = await tg.wait_for("answerCallbackQuery", where=lambda c: c.params.get("callback_query_id") == query_id)
+    assert "Paused" in answer.params.get("text", "")
+    services = bot.bot_data["services"]
+    assert services.store.paused  # persisted in the store
+
+    tg.send_message("/broadcast Maintenance <tonight> & more", user_id=ADMIN)
+    call = await tg.wait_for("sendMessage", chat_id=USER, count=2)
+    assert "Maintenance &lt;tonight&gt; &amp; more" in call.text
+
+    tg.send_message("/backup", user_id=ADMIN)
+    document = await tg.wait_for("sendDocument", chat_id=ADMIN)
+    archive = zipfile.ZipFile(io.BytesIO(document.files["document"]))
+    assert "positions.db" in archive.namelist()
+
+    tg.send_message("/watchlist add ETHUSDT", user_id=ADMIN)
+    tg.send_message("/watchlist remove BNBUSDT", user_id=ADMIN)
+    await tg.wait_for("sendMessage", chat_id=ADMIN, where=lambda c: "Watchlist (" in c.text, count=2)
+    tg.send_message("/watchlist", user_id=ADMIN)
+    call = await tg.wait_for("sendMessage", chat_id=ADMIN, where=lambda c: "Watchlist (" in c.text, count=3)
+    assert "BNBUSDT" not in call.text and "ETHUSDT" in call.text
+    assert "BNBUSDT" not in services.store.get_state("watchlist")
+
+
+async def test_forged_and_stale_callbacks_are_answered_politely(tg, bot):
+    ids = [
+        tg.press("garbage|data", user_id=USER),
+        tg.press("sig|d|BTCUSDT-1h-202001010000-L", user_id=USER),
+        tg.press("adm|pause", user_id=USER),
+        tg.press("set|tf|99q", user_id=USER),
+    ]
+    for query_id in ids:
+        answer = await tg.wait_for(
+            "answerCallbackQuery", where=lambda c, q=query_id: c.params.get("callback_query_id") == q
+        )
+        assert answer.params.get("text")
+    assert len(tg.calls("answerCallbackQuery")) == len(ids)  # each exactly once
+
+
+async def test_settings_buttons_persist_across_restart(tg, tmp_path):
+    async with run_bot(tg, tmp_path) as application:
+        tg.send_message("/settings", user_id=USER)
+        panel = await tg.wait_for("sendMessage", chat_id=USER)
+        assert ("4h", "set|tf|4h") in panel.buttons()
+        message = tg.last_message(USER)
+        tg.press("set|tf|4h", user_id=USER, message=message)
+        edit = await tg.wait_for("editMessageText", chat_id=USER)
+        assert "Default timeframe: 4h" in edit.text
+        tg.send_message("/settings confidence 75", user_id=USER)
+        await tg.wait_for("sendMessage", chat_id=USER, where=lambda c: "75%" in c.text)
+        del application
+    async with run_bot(tg, tmp_path):
+        tg.send_message("/settings", user_id=USER)
+        call = await tg.wait_for("sendMessage", chat_id=USER, where=lambda c: "Your settings" in c.text, count=3)
+        assert "Default timeframe: 4h" in call.text and "75%" in call.text
+
+
+async def test_private_bot_refuses_strangers(tg, tmp_path):
+    async with run_bot(tg, tmp_path, allowed_user_ids=frozenset({USER})):
+        tg.send_message("/help", user_id=OTHER)
+        call = await tg.wait_for("sendMessage", chat_id=OTHER)
+        assert "private" in call.text
+        tg.send_message("/help", user_id=USER)
+        assert "commands" in (await tg.wait_for("sendMessage", chat_id=USER)).text
+        tg.send_message("/help", user_id=ADMIN)  # admins are always allowed
+        assert "Admin" in (await tg.wait_for("sendMessage", chat_id=ADMIN)).text
+
+
+async def test_flood_control_429_is_retried_and_the_message_arrives(tg, bot):
+    tg.flood("sendMessage", retry_after=1, times=2)
+    tg.send_message("/explain OTE", user_id=USER)
+    call = await tg.wait_for("sendMessage", chat_id=USER)
+    assert "Optimal trade entry" in call.text
+    failed = [c for c in tg.all_calls() if c.method == "sendMessage" and c.status == 429]
+    assert len(failed) == 2
+
+
+async def test_blocked_user_is_unsubscribed_on_403(tg, bot):
+    services = bot.bot_data["services"]
+    services.store.subscribe(USER)
+    tg.block("sendMessage")
+    tg.send_message("/explain BOS", user_id=USER)
+    for _ in range(200):
+        if not services.store.is_subscribed(USER):
+            break
+        await asyncio.sleep(0.01)
+    assert not services.store.is_subscribed(USER)
+
+
+async def test_conflict_409_is_reported_and_stops(tg, tmp_path, caplog):
+    caplog.set_level(logging.ERROR)
+    tg.conflict()
+    settings = make_settings(tg, tmp_path)
+    application = telegram_app.build_application(
+        settings, services_factory=lambda: build_services(settings, mode="telegram", market=None)
+    )
+    async with telegram_app.running(application, poll_timeout=1):
+        await asyncio.wait_for(application.bot_data["stop_event"].wait(), timeout=10)
+    assert "another instance" in application.bot_data["fatal"]
+    assert any("409 Conflict" in r.getMessage() for r in caplog.records)
+    assert tg.token not in caplog.text
+
+
+async def test_health_reports_jobs_database_and_model(tg, bot):
+    tg.send_message("/health", user_id=USER)
+    call = await tg.wait_for("sendMessage", chat_id=USER)
+    for part in ("Market data", "Last scan", "scan: next", "monitor: next", "daily report", "Database: ok", "Model:"):
+        assert part in call.text
+
+
+async def test_rate_limit_says_when_to_try_again_admins_exempt(tg, tmp_path):
+    async with run_bot(tg, tmp_path, market=FailingMarket(), signal_rate_limit=(2, 600)):
+        for _ in range(3):
+            tg.send_message("/signal BTCUSDT 1h", user_id=USER)
+        call = await tg.wait_for("sendMessage", chat_id=USER, where=lambda c: "Rate limit" in c.text)
+        assert "Try again in" in call.text
+        for _ in range(3):
+            tg.send_message("/signal BTCUSDT 1h", user_id=ADMIN)
+        await tg.wait_for("sendMessage", chat_id=ADMIN, count=3)
+        assert not [c for c in tg.calls("sendMessage", chat_id=ADMIN) if "Rate limit" in c.text]
+
+
+@needs_engine
+async def test_market_data_failure_is_a_clear_reply_and_the_bot_keeps_serving(tg, tmp_path):
+    async with run_bot(tg, tmp_path, market=FailingMarket()):
+        tg.send_message("/signal BTCUSDT 1h", user_id=USER)
+        call = await tg.wait_for("sendMessage", chat_id=USER)
+        assert "unreachable" in call.text and "Traceback" not in call.text
+        tg.send_message("/explain SIBI", user_id=USER)
+        call = await tg.wait_for("sendMessage", chat_id=USER, count=2)
+        assert "Sell-side imbalance" in call.text
+
+
+@needs_engine
+async def test_signal_sends_a_png_chart_and_ordered_levels_then_buttons_work(tg, bot):
+    from signal_model import TradeDirection
+
+    tg.send_message("/signal BTCUSDT 4h", user_id=USER)
+    call = await tg.wait_for(("sendPhoto", "sendMessage"), chat_id=USER, within=60)
+    services = bot.bot_data["services"]
+    signals = [v for v in services.recent._items.values()]
+    if call.method == "sendPhoto":
+        assert call.files["photo"].startswith(PNG_MAGIC)
+        assert len(call.text) <= 1024
+    assert "BTCUSDT" in call.text
+    if signals:
+        signal = signals[-1]
+        s = signal.direction.sign if isinstance(signal.direction, TradeDirection) else 1
+        assert s * signal.sl < s * signal.entry < s * signal.tp1 < s * signal.tp2 < s * signal.tp3
+    await asyncio.sleep(0.2)
+    sent = [c for c in tg.calls(chat_id=USER) if c.method in ("sendPhoto", "sendMessage")]
+    keyboard = next(c for c in reversed(sent) if c.buttons())
+    refresh = next(data for _, data in keyboard.buttons() if data.startswith("sig|r|"))
+    before = len(sent)
+    tg.press(refresh, user_id=USER)
+    await tg.wait_for(("sendPhoto", "sendMessage"), chat_id=USER, count=before + 1, within=60)
+    assert len(tg.calls("answerCallbackQuery")) == 1
