@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -108,50 +109,76 @@ class LiquidityTargets:
     below: tuple[LiquidityPool, ...]
 
 
+class LevelSearch:
+    """ "First bar at or after ``start`` where ``values`` goes above ``level``" for many queries at once.
+
+    Binary lifting over a sparse table of range maxima of one series, built once (O(n log n)) and reused by every
+    batch of queries (O(log n) numpy steps per batch). Search "below" on the negated series with negated levels.
+    """
+
+    __slots__ = ("_n", "_table")
+
+    def __init__(self, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float64)
+        self._n = len(values)
+        table = [values]
+        step = 1
+        while 2 * step <= self._n:
+            prev = table[-1]
+            table.append(np.maximum(prev[:-step], prev[step:]))
+            step *= 2
+        self._table = table
+
+    def first_above(self, starts: np.ndarray, levels: np.ndarray, *, inclusive: bool = False) -> np.ndarray:
+        """Per query: the first ``t >= starts[q]`` with ``values[t] > levels[q]`` (``>=`` if ``inclusive``), or -1."""
+        n = self._n
+        starts = np.asarray(starts, dtype=np.int64)
+        levels = np.asarray(levels, dtype=np.float64)
+        if n == 0 or len(starts) == 0:
+            return np.full(len(starts), -1, dtype=np.int64)
+        pos = np.clip(starts, 0, n)
+        for k in range(len(self._table) - 1, -1, -1):
+            width = 1 << k
+            block = self._table[k]
+            blk = block[np.minimum(pos, len(block) - 1)]
+            move = (blk < levels) if inclusive else (blk <= levels)
+            move &= pos + width <= n
+            pos += width * move
+        return np.where(pos < n, pos, -1)
+
+
 def first_break(values: np.ndarray, starts: np.ndarray, levels: np.ndarray, *, inclusive: bool = False) -> np.ndarray:
     """For each query ``q``: the first bar ``t >= starts[q]`` with ``values[t] > levels[q]`` (``>=`` when
-    ``inclusive``), or ``-1``. Search "below" by negating both ``values`` and ``levels``.
-
-    Binary lifting over a sparse table of range maxima: O(n log n) to build, O(log n) numpy steps per batch.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    starts = np.asarray(starts, dtype=np.int64)
-    levels = np.asarray(levels, dtype=np.float64)
-    n = len(values)
-    out = np.full(len(starts), -1, dtype=np.int64)
-    if n == 0 or len(starts) == 0:
-        return out
-    table = [values]
-    step = 1
-    while 2 * step <= n:
-        prev = table[-1]
-        table.append(np.maximum(prev[:-step], prev[step:]))
-        step *= 2
-    pos = np.clip(starts, 0, n)
-    for k in range(len(table) - 1, -1, -1):
-        width = 1 << k
-        block = table[k]
-        ok = pos + width <= n
-        idx = np.minimum(pos, len(block) - 1)
-        blk = block[idx]
-        below = blk < levels if inclusive else blk <= levels
-        pos = np.where(ok & below, pos + width, pos)
-    found = pos < n
-    out[found] = pos[found]
-    return out
+    ``inclusive``), or ``-1``. Search "below" by negating both ``values`` and ``levels``. One-off form of
+    :class:`LevelSearch`."""
+    return LevelSearch(values).first_above(starts, levels, inclusive=inclusive)
 
 
-def _take_status(
-    high: np.ndarray, low: np.ndarray, close: np.ndarray, starts: np.ndarray, levels: np.ndarray, above: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """(swept_at, run_at) per level, -1 where not taken; see the module docstring."""
-    taken = first_break(high, starts, levels) if above else first_break(-low, starts, -levels)
-    hit = taken >= 0
-    closes = close[np.where(hit, taken, 0)]
-    through = (closes > levels) if above else (closes < levels)
-    swept = np.where(hit & ~through, taken, -1)
-    run = np.where(hit & through, taken, -1)
-    return swept, run
+def none_if_negative(values: np.ndarray) -> list[int | None]:
+    """Python ints, ``None`` where negative (the "no such bar" marker of the array stage)."""
+    out = np.asarray(values, dtype=np.int64).astype(object)
+    out[np.asarray(values) < 0] = None
+    return out.tolist()
+
+
+class _Bars:
+    """The arrays a pool search needs, with the two level-search tables built once."""
+
+    __slots__ = ("above", "below", "close", "high", "low")
+
+    def __init__(self, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> None:
+        self.high, self.low, self.close = high, low, close
+        self.above = LevelSearch(high)
+        self.below = LevelSearch(-low)
+
+    def take_status(self, starts: np.ndarray, levels: np.ndarray, above: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(swept_at, run_at) per level, -1 where not taken; see the module docstring."""
+        search, signed = (self.above, levels) if above else (self.below, -levels)
+        taken = search.first_above(starts, signed)
+        hit = taken >= 0
+        closes = self.close[np.where(hit, taken, 0)]
+        through = (closes > levels) if above else (closes < levels)
+        return np.where(hit & ~through, taken, -1), np.where(hit & through, taken, -1)
 
 
 def _equal_clusters(idx: np.ndarray, price: np.ndarray, taken: np.ndarray, tol: np.ndarray) -> list[tuple[int, ...]]:
@@ -182,91 +209,133 @@ def _equal_clusters(idx: np.ndarray, price: np.ndarray, taken: np.ndarray, tol: 
     return clusters
 
 
+KINDS = tuple(PoolKind)
+_KIND_CODE = {k: i for i, k in enumerate(KINDS)}
+_KIND_OBJ = np.array(KINDS, dtype=object)
+_SIDE_OBJ = np.array([k.side for k in KINDS], dtype=object)
+
+
+class PoolArrays(NamedTuple):
+    """The pools as parallel arrays (the array stage of :func:`detect_liquidity`), in the same order."""
+
+    kind: np.ndarray  # int codes into KINDS
+    price: np.ndarray
+    index: np.ndarray
+    members: list[tuple[int, ...]]
+    first: np.ndarray  # first member bar
+    confirmed_at: np.ndarray
+    swept_at: np.ndarray  # -1 = not swept
+    run_at: np.ndarray  # -1 = not run
+
+    @property
+    def above(self) -> np.ndarray:
+        """True for buy-side pools."""
+        return np.array([k.side is LiquiditySide.BUY_SIDE for k in KINDS])[self.kind]
+
+    def take(self, rows: np.ndarray) -> PoolArrays:
+        members = [self.members[i] for i in rows.tolist()]
+        return PoolArrays(*(a[rows] if isinstance(a, np.ndarray) else members for a in self))
+
+
+def _part(kind: PoolKind, price, index, members, conf, swept, run) -> PoolArrays:
+    first = np.array([m[0] for m in members], dtype=np.int64) if members else np.zeros(0, dtype=np.int64)
+    return PoolArrays(
+        np.full(len(price), _KIND_CODE[kind], dtype=np.int64),
+        np.asarray(price, dtype=np.float64),
+        np.asarray(index, dtype=np.int64),
+        members,
+        first,
+        np.asarray(conf, dtype=np.int64),
+        np.asarray(swept, dtype=np.int64),
+        np.asarray(run, dtype=np.int64),
+    )
+
+
 def _swing_pools(
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    atr_values: np.ndarray,
-    *,
-    length: int,
-    tolerance_atr: float,
-    above: bool,
-    equal: bool = True,
-) -> list[LiquidityPool]:
-    extreme = high if above else low
+    bars_data: _Bars, atr_values: np.ndarray, *, length: int, tolerance_atr: float, above: bool
+) -> list[PoolArrays]:
+    extreme = bars_data.high if above else bars_data.low
     bars = np.flatnonzero(pivot_mask(extreme, left=length, right=length, highs=above))
     if len(bars) == 0:
         return []
     prices = extreme[bars]
     conf = bars + length
-    swept, run = _take_status(high, low, close, bars + 1, prices, above)
-    side = LiquiditySide.BUY_SIDE if above else LiquiditySide.SELL_SIDE
+    swept, run = bars_data.take_status(bars + 1, prices, above)
     kind = PoolKind.SWING_HIGH if above else PoolKind.SWING_LOW
-    pools = [
-        LiquidityPool(side, kind, p, b, (b,), c, s if s >= 0 else None, r if r >= 0 else None)
-        for b, p, c, s, r in zip(
-            bars.tolist(), prices.tolist(), conf.tolist(), swept.tolist(), run.tolist(), strict=True
-        )
-    ]
-    if not equal:
-        return pools
+    parts = [_part(kind, prices, bars, [(b,) for b in bars.tolist()], conf, swept, run)]
     taken = np.where(swept >= 0, swept, run)
     oriented = prices if above else -prices
     clusters = _equal_clusters(bars, oriented, taken, tolerance_atr * atr_values[conf])
-    if not clusters:
-        return pools
-    members = [np.asarray(c) for c in clusters]
-    ext_pos = np.array([m[np.argmax(oriented[m])] for m in members])
-    last = np.array([m[-1] for m in members])
-    levels = prices[ext_pos]
-    e_swept, e_run = _take_status(high, low, close, bars[last] + 1, levels, above)
-    eq_kind = PoolKind.EQUAL_HIGHS if above else PoolKind.EQUAL_LOWS
-    pools += [
-        LiquidityPool(
-            side,
-            eq_kind,
-            float(levels[q]),
-            int(bars[ext_pos[q]]),
-            tuple(bars[m].tolist()),
-            int(conf[last[q]]),
-            int(e_swept[q]) if e_swept[q] >= 0 else None,
-            int(e_run[q]) if e_run[q] >= 0 else None,
-        )
-        for q, m in enumerate(members)
-    ]
-    return pools
+    if clusters:
+        ext_pos = np.array([max(c, key=lambda q: oriented[q]) for c in clusters])  # first of equal extremes
+        last = np.array([c[-1] for c in clusters])
+        levels = prices[ext_pos]
+        e_swept, e_run = bars_data.take_status(bars[last] + 1, levels, above)
+        members = [tuple(bars[list(c)].tolist()) for c in clusters]
+        eq_kind = PoolKind.EQUAL_HIGHS if above else PoolKind.EQUAL_LOWS
+        parts.append(_part(eq_kind, levels, bars[ext_pos], members, conf[last], e_swept, e_run))
+    return parts
 
 
-def _period_pools(
-    high: np.ndarray, low: np.ndarray, close: np.ndarray, period_id: np.ndarray, *, week: bool
-) -> list[LiquidityPool]:
+def _period_pools(bars_data: _Bars, period_id: np.ndarray, *, week: bool) -> list[PoolArrays]:
     """Previous-period high/low pools; ``period_id`` is non-decreasing per bar."""
+    high, low = bars_data.high, bars_data.low
     starts = np.flatnonzero(np.diff(period_id, prepend=period_id[0] - 1))
     if len(starts) < 2:
         return []
-    ends = np.append(starts[1:], len(high))
-    hi = np.maximum.reduceat(high, starts)
-    lo = np.minimum.reduceat(low, starts)
-    # Bar of each extreme: the first bar of the period equal to it.
-    hi_bar = np.array([s + int(np.argmax(high[s:e])) for s, e in zip(starts, ends, strict=True)])
-    lo_bar = np.array([s + int(np.argmin(low[s:e])) for s, e in zip(starts, ends, strict=True)])
     conf = starts[1:]  # first bar of the next period with candles
-    out: list[LiquidityPool] = []
+    parts = []
     for above in (True, False):
-        levels = (hi if above else lo)[:-1]
-        bars = (hi_bar if above else lo_bar)[:-1]
-        swept, run = _take_status(high, low, close, conf, levels, above)
+        extreme = high if above else -low
+        per_max = np.maximum.reduceat(extreme, starts)[:-1]
+        # Bar of each extreme: the first bar of the period that reaches it.
+        seg = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(high))))
+        hits = np.flatnonzero(extreme[: conf[-1]] == per_max[seg[: conf[-1]]])
+        first_hit = hits[np.unique(seg[hits], return_index=True)[1]]
+        levels = per_max if above else -per_max
+        swept, run = bars_data.take_status(conf, levels, above)
         if week:
             kind = PoolKind.PREVIOUS_WEEK_HIGH if above else PoolKind.PREVIOUS_WEEK_LOW
         else:
             kind = PoolKind.PREVIOUS_DAY_HIGH if above else PoolKind.PREVIOUS_DAY_LOW
-        out += [
-            LiquidityPool(kind.side, kind, p, b, (b,), c, s if s >= 0 else None, r if r >= 0 else None)
-            for p, b, c, s, r in zip(
-                levels.tolist(), bars.tolist(), conf.tolist(), swept.tolist(), run.tolist(), strict=True
+        parts.append(_part(kind, levels, first_hit, [(b,) for b in first_hit.tolist()], conf, swept, run))
+    return parts
+
+
+def pool_arrays(
+    candles: pd.DataFrame,
+    *,
+    swing_length: int = 5,
+    equal_tolerance_atr: float = 0.1,
+    atr_length: int = 14,
+    previous_day: bool = True,
+    previous_week: bool = True,
+) -> PoolArrays:
+    """The array stage of :func:`detect_liquidity` (same arguments, same order of pools)."""
+    _, high, low, close, _ = ohlcv_arrays(candles)
+    parts: list[PoolArrays] = []
+    if len(close):
+        bars_data = _Bars(high, low, close)
+        atr_values = atr(high, low, close, length=atr_length)
+        for above in (True, False):
+            parts += _swing_pools(
+                bars_data, atr_values, length=swing_length, tolerance_atr=equal_tolerance_atr, above=above
             )
-        ]
-    return out
+        if previous_day or previous_week:
+            days = candles.index.as_unit("ns").asi8 // NS_PER_DAY  # UTC day number, whatever the index unit
+            if previous_day:
+                parts += _period_pools(bars_data, days, week=False)
+            if previous_week:
+                parts += _period_pools(bars_data, (days + 3) // 7, week=True)  # 1970-01-05 was a Monday
+    if not parts:
+        return _part(PoolKind.SWING_HIGH, [], [], [], [], [], [])
+    members = [m for p in parts for m in p.members]
+    joined = PoolArrays(
+        *(np.concatenate([p[f] for p in parts]) if f != 3 else members for f in range(len(PoolArrays._fields)))
+    )
+    size = np.array([len(m) for m in members])
+    order = np.lexsort((size, joined.kind, joined.index, joined.confirmed_at))
+    return joined.take(order)
 
 
 def detect_liquidity(
@@ -278,7 +347,7 @@ def detect_liquidity(
     previous_day: bool = True,
     previous_week: bool = True,
 ) -> list[LiquidityPool]:
-    """All liquidity pools of ``candles``, ordered by ``(confirmed_at, index, kind)``.
+    """All liquidity pools of ``candles``, ordered by ``(confirmed_at, index, kind, number of members)``.
 
     Args:
         candles: validated candle frame (UTC DatetimeIndex).
@@ -289,25 +358,27 @@ def detect_liquidity(
         previous_day: include previous UTC day high/low pools.
         previous_week: include previous ISO week (Monday 00:00 UTC) high/low pools.
     """
-    _, high, low, close, _ = ohlcv_arrays(candles)
-    n = len(close)
-    if n == 0:
-        return []
-    atr_values = atr(high, low, close, length=atr_length)
-    pools: list[LiquidityPool] = []
-    for above in (True, False):
-        pools += _swing_pools(
-            high, low, close, atr_values, length=swing_length, tolerance_atr=equal_tolerance_atr, above=above
+    a = pool_arrays(
+        candles,
+        swing_length=swing_length,
+        equal_tolerance_atr=equal_tolerance_atr,
+        atr_length=atr_length,
+        previous_day=previous_day,
+        previous_week=previous_week,
+    )
+    return list(
+        map(
+            LiquidityPool,
+            _SIDE_OBJ[a.kind].tolist(),
+            _KIND_OBJ[a.kind].tolist(),
+            a.price.tolist(),
+            a.index.tolist(),
+            a.members,
+            a.confirmed_at.tolist(),
+            none_if_negative(a.swept_at),
+            none_if_negative(a.run_at),
         )
-    if previous_day or previous_week:
-        days = candles.index.as_unit("ns").asi8 // NS_PER_DAY  # UTC day number, whatever the index unit
-        if previous_day:
-            pools += _period_pools(high, low, close, days, week=False)
-        if previous_week:
-            pools += _period_pools(high, low, close, (days + 3) // 7, week=True)  # 1970-01-05 was a Monday
-    order = list(PoolKind)
-    pools.sort(key=lambda p: (p.confirmed_at, p.index, order.index(p.kind), len(p.indices)))
-    return pools
+    )
 
 
 def liquidity_targets(
