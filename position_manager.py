@@ -300,10 +300,10 @@ def apply_candle(
 
     if p.state is PositionState.PENDING:
         if p.expires_at is not None and ts >= p.expires_at:
-            return _expire(p, p.expires_at, checked), []
+            return _expire(p, p.expires_at, checked)
         if not _trades_at(s, p.entry, h, l):
             if s * ((h if s > 0 else l) - p.tp1) >= 0:  # target traded without a fill: the move left without us
-                return _expire(p, ts, checked), []
+                return _expire(p, ts, checked)
             return replace(p, last_checked=checked), []
         fill = min(o, p.entry) if s > 0 else max(o, p.entry)
         p = replace(p, state=PositionState.OPEN, filled_at=ts, fill_price=fill)
@@ -418,9 +418,10 @@ def _close(
     return closed, events
 
 
-def _expire(p: Position, at: datetime, checked: datetime) -> Position:
-    closed, _ = _finish(p, PositionState.EXPIRED, None, at)
-    return replace(closed, last_checked=max(checked, at))
+def _expire(p: Position, at: datetime, checked: datetime) -> tuple[Position, list[PositionEvent]]:
+    closed, outcome = _finish(p, PositionState.EXPIRED, None, at)
+    event = PositionEvent(EventKind.CLOSED, "CLOSED", at, p.entry, outcome=outcome)
+    return replace(closed, last_checked=max(checked, at)), [event]
 
 
 def _finish(p: Position, reason: PositionState, exit_price: float | None, at: datetime) -> tuple[Position, Outcome]:
