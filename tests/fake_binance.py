@@ -263,6 +263,7 @@ def _handler_for(fake: FakeBinance) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the client's pooled session expects
         timeout = 5  # idle keep-alive connections close after this
+        disable_nagle_algorithm = True  # headers and body go out in separate writes
 
         def do_GET(self) -> None:
             url = urlsplit(self.path)
