@@ -28,8 +28,8 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
-from .liquidity_map import LiquiditySide, PoolKind, detect_liquidity
-from .premium_discount import DealingRange, dealing_range_at, detect_dealing_ranges
+from .liquidity_map import KINDS, LiquiditySide, PoolKind, none_if_negative, pool_arrays
+from .premium_discount import DealingRange, dealing_range_at, range_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,9 @@ class ILPKind(StrEnum):
     @property
     def side(self) -> LiquiditySide:
         return LiquiditySide.BUY_SIDE if self is ILPKind.IBSL else LiquiditySide.SELL_SIDE
+
+
+_KIND_OBJ = np.array([ILPKind.ISSL, ILPKind.IBSL], dtype=object)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +95,15 @@ def detect_internal_liquidity(
     """
     n = len(candles)
     if ranges is None:
-        ranges = detect_dealing_ranges(candles, swing_length=swing_length)
-    pools = detect_liquidity(
+        r = range_arrays(candles, swing_length=swing_length)
+        r_conf, r_hi, r_lo = r.confirmed_at, r.high, r.low
+        r_start = np.minimum(r.high_index, r.low_index)
+    else:
+        r_conf = np.array([x.confirmed_at for x in ranges], dtype=np.int64)
+        r_hi = np.array([x.high for x in ranges], dtype=np.float64)
+        r_lo = np.array([x.low for x in ranges], dtype=np.float64)
+        r_start = np.array([min(x.high_index, x.low_index) for x in ranges], dtype=np.int64)
+    pools = pool_arrays(
         candles,
         swing_length=internal_length,
         equal_tolerance_atr=equal_tolerance_atr,
@@ -101,55 +111,52 @@ def detect_internal_liquidity(
         previous_day=False,
         previous_week=False,
     )
-    if not ranges or not pools:
+    if len(r_conf) == 0 or len(pools.price) == 0:
         return []
     big = np.iinfo(np.int64).max
-    p_first = np.array([p.indices[0] for p in pools])
-    order = np.argsort(p_first, kind="stable")
-    p_first = p_first[order]
-    p_conf = np.array([p.confirmed_at for p in pools])[order]
-    p_price = np.array([p.price for p in pools])[order]
-    p_taken = np.array([big if p.taken_at is None else p.taken_at for p in pools])[order]
+    order = np.argsort(pools.first, kind="stable")
+    p_first = pools.first[order]
+    p_conf = pools.confirmed_at[order]
+    p_price = pools.price[order]
+    taken = np.where(pools.swept_at >= 0, pools.swept_at, pools.run_at)
+    p_taken = np.where(taken >= 0, taken, big)[order]
 
-    r_conf = np.array([r.confirmed_at for r in ranges])
     r_next = np.append(r_conf[1:], n)  # a pool must be confirmed before the next range replaces this one
-    r_start = np.array([min(r.high_index, r.low_index) for r in ranges])
-    r_hi = np.array([r.high for r in ranges])
-    r_lo = np.array([r.low for r in ranges])
     lo = np.searchsorted(p_first, r_start, side="right")  # all bars after the older anchor
     hi = np.searchsorted(p_first, r_next, side="left")
     counts = np.maximum(hi - lo, 0)
     total = int(counts.sum())
     if total == 0:
         return []
-    r_of = np.repeat(np.arange(len(ranges)), counts)
+    r_of = np.repeat(np.arange(len(r_conf)), counts)
     offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
     q = lo[r_of] + offsets  # pool position (sorted) of each candidate pair
     known = np.maximum(p_conf[q], r_conf[r_of])
     ok = (p_conf[q] < r_next[r_of]) & (p_taken[q] > known)
     ok &= (p_price[q] > r_lo[r_of]) & (p_price[q] < r_hi[r_of])
-    r_of, q, known = r_of[ok], q[ok], known[ok]
-    out = []
-    for r, pos, k in zip(r_of.tolist(), order[q].tolist(), known.tolist(), strict=True):
-        p = pools[pos]
-        rng = ranges[r]
-        out.append(
-            InternalLiquidityPool(
-                ILPKind.IBSL if p.side is LiquiditySide.BUY_SIDE else ILPKind.ISSL,
-                p.kind in (PoolKind.EQUAL_HIGHS, PoolKind.EQUAL_LOWS),
-                p.price,
-                p.index,
-                p.indices,
-                rng.high,
-                rng.low,
-                rng.confirmed_at,
-                k,
-                p.swept_at,
-                p.run_at,
-            )
+    r_of, rows, known = r_of[ok], order[q[ok]], known[ok]
+    kind = pools.kind[rows]
+    is_high = np.isin(kind, [KINDS.index(PoolKind.SWING_HIGH), KINDS.index(PoolKind.EQUAL_HIGHS)])
+    is_equal = np.isin(kind, [KINDS.index(PoolKind.EQUAL_HIGHS), KINDS.index(PoolKind.EQUAL_LOWS)])
+    sizes = np.array([len(pools.members[i]) for i in rows.tolist()], dtype=np.int64)
+    final = np.lexsort((sizes, ~is_high, pools.index[rows], r_conf[r_of], known))
+    r_of, rows, known, is_high, is_equal = r_of[final], rows[final], known[final], is_high[final], is_equal[final]
+    return list(
+        map(
+            InternalLiquidityPool,
+            _KIND_OBJ[is_high.astype(np.int64)].tolist(),
+            is_equal.tolist(),
+            pools.price[rows].tolist(),
+            pools.index[rows].tolist(),
+            [pools.members[i] for i in rows.tolist()],
+            r_hi[r_of].tolist(),
+            r_lo[r_of].tolist(),
+            r_conf[r_of].tolist(),
+            known.tolist(),
+            none_if_negative(pools.swept_at[rows]),
+            none_if_negative(pools.run_at[rows]),
         )
-    out.sort(key=lambda x: (x.confirmed_at, x.range_id, x.index, x.kind != ILPKind.IBSL, len(x.indices)))
-    return out
+    )
 
 
 def internal_pools_at(

@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 
 from .core import Direction, atr, ohlcv_arrays
-from .liquidity_map import first_break
-from .swing_points import SwingKind, detect_swing_points
+from .liquidity_map import LevelSearch, none_if_negative
+from .swing_points import pivot_mask
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ OTE_LOW = 0.62
 OTE_HIGH = 0.79
 SWEET_SPOT = 0.705
 EXTENSIONS = (0.27, 0.62, 1.0)
+_DIRECTION = np.array([Direction.BEARISH, Direction.BULLISH], dtype=object)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,18 +83,18 @@ class OTESetup:
         return self.confirmed_at <= bar and (not ended or min(ended) > bar)
 
 
-def _zigzag_legs(swings) -> list[tuple[object, object]]:
-    """(start, end) swing pairs of the causal zigzag, in confirmation order (see module docstring)."""
-    legs = []
-    zz: list = []
-    for p in swings:
-        if zz and zz[-1].kind is p.kind:
-            more = p.price > zz[-1].price if p.kind is SwingKind.HIGH else p.price < zz[-1].price
-            if not more:
+def _zigzag_legs(bars: list[int], prices: list[float], highs: list[bool]) -> list[tuple[int, int]]:
+    """(start, end) positions into the swing arrays of the causal zigzag legs, in bar order (module docstring)."""
+    legs: list[tuple[int, int]] = []
+    zz: list[int] = []
+    for q in range(len(bars)):
+        if zz and highs[zz[-1]] == highs[q]:
+            last = prices[zz[-1]]
+            if not (prices[q] > last if highs[q] else prices[q] < last):
                 continue
-            zz[-1] = p
+            zz[-1] = q
         else:
-            zz.append(p)
+            zz.append(q)
         if len(zz) >= 2:
             legs.append((zz[-2], zz[-1]))
     return legs
@@ -127,15 +128,21 @@ def detect_ote(
     n = len(close)
     if n == 0:
         return []
-    legs = _zigzag_legs(detect_swing_points(candles, left=swing_length, right=swing_length))
+    hb = np.flatnonzero(pivot_mask(high, left=swing_length, right=swing_length, highs=True))
+    lb = np.flatnonzero(pivot_mask(low, left=swing_length, right=swing_length, highs=False))
+    bars = np.concatenate((hb, lb))
+    is_high = np.concatenate((np.ones(len(hb), dtype=bool), np.zeros(len(lb), dtype=bool)))
+    order = np.lexsort((~is_high, bars))  # bar order, a high before a low on the same bar
+    bars, is_high = bars[order], is_high[order]
+    prices = np.where(is_high, high[bars], low[bars])
+    legs = _zigzag_legs(bars.tolist(), prices.tolist(), is_high.tolist())
     if not legs:
         return []
-    start_i = np.array([a.index for a, _ in legs])
-    end_i = np.array([b.index for _, b in legs])
-    conf = np.array([b.confirmed_at for _, b in legs])
-    bull = np.array([b.kind is SwingKind.HIGH for _, b in legs])
-    start_p = np.array([a.price for a, _ in legs])
-    end_p = np.array([b.price for _, b in legs])
+    a_pos, b_pos = np.array(legs).T
+    start_i, end_i = bars[a_pos], bars[b_pos]
+    conf = end_i + swing_length
+    bull = is_high[b_pos]
+    start_p, end_p = prices[a_pos], prices[b_pos]
     hi = np.where(bull, end_p, start_p)
     lo = np.where(bull, start_p, end_p)
     size = hi - lo
@@ -149,12 +156,14 @@ def detect_ote(
     after = end_i + 1
     # Entered: bull low <= z_top; bear high >= z_bot. Extended: bull high > hi; bear low < lo.
     # Invalidated: bull close < lo; bear close > hi. Searched for both orientations, then picked.
-    ent_bull = first_break(-low, after, -z_top, inclusive=True)
-    ent_bear = first_break(high, after, z_bot, inclusive=True)
-    ext_bull = first_break(high, after, hi)
-    ext_bear = first_break(-low, after, -lo)
-    inv_bull = first_break(-close, after, -lo)
-    inv_bear = first_break(close, after, hi)
+    up_high, down_low = LevelSearch(high), LevelSearch(-low)
+    up_close, down_close = LevelSearch(close), LevelSearch(-close)
+    ent_bull = down_low.first_above(after, -z_top, inclusive=True)
+    ent_bear = up_high.first_above(after, z_bot, inclusive=True)
+    ext_bull = up_high.first_above(after, hi)
+    ext_bear = down_low.first_above(after, -lo)
+    inv_bull = down_close.first_above(after, -lo)
+    inv_bear = up_close.first_above(after, hi)
     entered = np.where(bull, ent_bull, ent_bear)
     extended = np.where(bull, ext_bull, ext_bear)
     invalid = np.where(bull, inv_bull, inv_bear)
@@ -162,30 +171,29 @@ def detect_ote(
     big = np.iinfo(np.int64).max
     end_life = np.minimum(np.where(extended < 0, big, extended), np.where(invalid < 0, big, invalid))
     entered = np.where(entered > end_life, -1, entered)
-    out = []
-    for q in np.flatnonzero(keep).tolist():
-        s = size[q]
-        direction = Direction.BULLISH if bull[q] else Direction.BEARISH
-        targets = tuple(float(hi[q] + e * s) if bull[q] else float(lo[q] - e * s) for e in extensions)
-        out.append(
-            OTESetup(
-                direction,
-                int(start_i[q]),
-                int(end_i[q]),
-                float(lo[q]),
-                float(hi[q]),
-                float(z_bot[q]),
-                float(z_top[q]),
-                float(anchor[q] + sign[q] * sweet_spot * s),
-                float((hi[q] + lo[q]) / 2),
-                targets,
-                int(conf[q]),
-                int(entered[q]) if entered[q] >= 0 else None,
-                int(extended[q]) if extended[q] >= 0 else None,
-                int(invalid[q]) if invalid[q] >= 0 else None,
-            )
+    k = np.flatnonzero(keep)
+    bull_k, hi_k, lo_k, size_k = bull[k], hi[k], lo[k], size[k]
+    ext = np.asarray(extensions, dtype=np.float64)
+    targets = np.where(bull_k[:, None], hi_k[:, None] + ext * size_k[:, None], lo_k[:, None] - ext * size_k[:, None])
+    return list(
+        map(
+            OTESetup,
+            _DIRECTION[bull_k.astype(np.int64)].tolist(),
+            start_i[k].tolist(),
+            end_i[k].tolist(),
+            lo_k.tolist(),
+            hi_k.tolist(),
+            z_bot[k].tolist(),
+            z_top[k].tolist(),
+            (anchor[k] + sign[k] * sweet_spot * size_k).tolist(),
+            ((hi_k + lo_k) / 2).tolist(),
+            list(map(tuple, targets.tolist())),
+            conf[k].tolist(),
+            none_if_negative(entered[k]),
+            none_if_negative(extended[k]),
+            none_if_negative(invalid[k]),
         )
-    return out
+    )
 
 
 def active_ote(setups: list[OTESetup], bar: int) -> OTESetup | None:

@@ -25,13 +25,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from .core import ohlcv_arrays
-from .liquidity_map import first_break
-from .swing_points import SwingKind, detect_swing_points
+from .liquidity_map import LevelSearch, none_if_negative
+from .swing_points import pivot_mask
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,38 @@ def classify_position(position: float, *, equilibrium_band: float = 0.0) -> Pric
     return PriceZone.EQUILIBRIUM
 
 
+class RangeArrays(NamedTuple):
+    """Dealing ranges as parallel arrays (the array stage of :func:`detect_dealing_ranges`)."""
+
+    high: np.ndarray
+    low: np.ndarray
+    high_index: np.ndarray
+    low_index: np.ndarray
+    confirmed_at: np.ndarray
+    broken_at: np.ndarray  # -1 = not broken
+
+
+def range_arrays(candles: pd.DataFrame, *, swing_length: int = 10) -> RangeArrays:
+    """The array stage of :func:`detect_dealing_ranges` (same arguments, same order)."""
+    _, high, low, close, _ = ohlcv_arrays(candles)
+    hb = np.flatnonzero(pivot_mask(high, left=swing_length, right=swing_length, highs=True))
+    lb = np.flatnonzero(pivot_mask(low, left=swing_length, right=swing_length, highs=False))
+    conf = np.union1d(hb + swing_length, lb + swing_length)  # one range per confirmation bar
+    h_pos = np.searchsorted(hb + swing_length, conf, side="right") - 1  # last high confirmed by then
+    l_pos = np.searchsorted(lb + swing_length, conf, side="right") - 1
+    ok = (h_pos >= 0) & (l_pos >= 0)
+    conf, hi_i, lo_i = conf[ok], hb[h_pos[ok]], lb[l_pos[ok]]
+    hi, lo = high[hi_i], low[lo_i]
+    ok = hi > lo
+    conf, hi_i, lo_i, hi, lo = conf[ok], hi_i[ok], lo_i[ok], hi[ok], lo[ok]
+    start = np.maximum(hi_i, lo_i) + 1
+    above = LevelSearch(close).first_above(start, hi)
+    below = LevelSearch(-close).first_above(start, -lo)
+    big = np.iinfo(np.int64).max
+    broken = np.minimum(np.where(above < 0, big, above), np.where(below < 0, big, below))
+    return RangeArrays(hi, lo, hi_i, lo_i, conf, np.where(broken == big, -1, broken))
+
+
 def detect_dealing_ranges(candles: pd.DataFrame, *, swing_length: int = 10) -> list[DealingRange]:
     """Every dealing range of ``candles`` in confirmation order (see module docstring).
 
@@ -88,34 +121,18 @@ def detect_dealing_ranges(candles: pd.DataFrame, *, swing_length: int = 10) -> l
         swing_length: pivot ``left = right`` length in bars of the swings that bound the range; also the
             confirmation delay in bars.
     """
-    _, _, _, close, _ = ohlcv_arrays(candles)
-    swings = detect_swing_points(candles, left=swing_length, right=swing_length)
-    rows: list[tuple[float, float, int, int, int]] = []
-    last_high = last_low = None
-    for i, p in enumerate(swings):
-        if p.kind is SwingKind.HIGH:
-            last_high = p
-        else:
-            last_low = p
-        if i + 1 < len(swings) and swings[i + 1].confirmed_at == p.confirmed_at:
-            continue  # one range per confirmation bar
-        if last_high is None or last_low is None or last_high.price <= last_low.price:
-            continue
-        rows.append((last_high.price, last_low.price, last_high.index, last_low.index, p.confirmed_at))
-    if not rows:
-        return []
-    hi, lo, hi_i, lo_i, conf = (np.array(col) for col in zip(*rows, strict=True))
-    start = np.maximum(hi_i, lo_i) + 1
-    above = first_break(close, start, hi)
-    below = first_break(-close, start, -lo)
-    big = np.iinfo(np.int64).max
-    broken = np.minimum(np.where(above < 0, big, above), np.where(below < 0, big, below))
-    return [
-        DealingRange(h, lw, hidx, lidx, c, b if b != big else None)
-        for h, lw, hidx, lidx, c, b in zip(
-            hi.tolist(), lo.tolist(), hi_i.tolist(), lo_i.tolist(), conf.tolist(), broken.tolist(), strict=True
+    a = range_arrays(candles, swing_length=swing_length)
+    return list(
+        map(
+            DealingRange,
+            a.high.tolist(),
+            a.low.tolist(),
+            a.high_index.tolist(),
+            a.low_index.tolist(),
+            a.confirmed_at.tolist(),
+            none_if_negative(a.broken_at),
         )
-    ]
+    )
 
 
 def dealing_range_at(ranges: list[DealingRange], bar: int) -> DealingRange | None:
