@@ -1,0 +1,154 @@
+"""The engine on real candles: causality, the prepare/signal_at fast path, determinism, scale, ML enhancement."""
+
+import dataclasses
+import math
+
+import pandas as pd
+import pytest
+
+import ict_signal_engine as eng
+from signal_model import NoTrade, Signal
+from tests.helpers import sample_candles, scaled
+from timeframes import interval_timedelta
+
+# (symbol, entry timeframe, its higher timeframes available in data/sample)
+SERIES = [
+    ("BTCUSDT", "1h", ("4h", "1d")),
+    ("ETHUSDT", "4h", ("1d",)),
+    ("SOLUSDT", "1h", ("4h",)),
+]
+
+
+def real_frames(symbol, tf, htfs, n=700):
+    entry = sample_candles(symbol, tf, tail=n)
+    frames = {tf: entry}
+    for h in htfs:
+        frame = sample_candles(symbol, h)
+        frames[h] = frame[frame.index <= entry.index[-1]]
+    return frames
+
+
+def cut(frames, tf, k):
+    """The frames as they were at the close of entry bar k: entry candles[:k+1]; HTFs cut by the engine itself."""
+    return {t: (f.iloc[: k + 1] if t == tf else f) for t, f in frames.items()}
+
+
+@pytest.mark.parametrize(("symbol", "tf", "htfs"), SERIES)
+def test_signal_at_bar_k_never_changes_when_candles_are_appended(symbol, tf, htfs):
+    frames = real_frames(symbol, tf, htfs)
+    prep = eng.prepare(frames, timeframe=tf)
+    n = len(frames[tf])
+    seen = {"signal": 0, "no_trade": 0}
+    for k in range(n - 1, 350, -23):
+        prefix = eng.generate_signal(cut(frames, tf, k), symbol=symbol, timeframe=tf)
+        fast, _ = eng.signal_at(prep, k, symbol=symbol)
+        assert prefix == fast, f"{symbol} {tf} bar {k}"
+        # a longer prefix (later candles appended) gives the same answer at bar k
+        longer = eng.prepare(cut(frames, tf, min(n - 1, k + 40)), timeframe=tf)
+        assert eng.signal_at(longer, k, symbol=symbol)[0] == prefix
+        seen["signal" if isinstance(prefix, Signal) else "no_trade"] += 1
+    assert seen["no_trade"] > 0
+
+
+def test_real_data_produces_valid_long_and_short_signals():
+    frames = real_frames("BTCUSDT", "1h", ("4h", "1d"), n=3000)
+    prep = eng.prepare(frames, timeframe="1h")
+    directions = set()
+    for k in range(500, 3000, 7):
+        result, _ = eng.signal_at(prep, k, symbol="BTCUSDT")
+        if isinstance(result, Signal):
+            directions.add(result.direction)
+            features = dict(result.features)
+            assert tuple(features) == eng.FEATURES
+            assert all(math.isfinite(v) for v in features.values())
+            assert 0 <= result.rule_confidence <= 100
+            assert result.r_multiples[0] >= 1.5
+            assert result.time == (frames["1h"].index[k] + pd.Timedelta(hours=1)).to_pydatetime()
+        else:
+            assert result.reasons
+    assert len(directions) == 2
+
+
+def test_deterministic_and_scale_invariant():
+    frames = real_frames("BTCUSDT", "1h", ("4h", "1d"), n=500)
+    a = eng.generate_signal(frames, symbol="BTCUSDT", timeframe="1h")
+    b = eng.generate_signal(frames, symbol="BTCUSDT", timeframe="1h")
+    assert a == b
+    tiny = eng.generate_signal({t: scaled(f) for t, f in frames.items()}, symbol="BTCUSDT", timeframe="1h")
+    assert type(tiny) is type(a)
+    if isinstance(a, Signal):
+        assert tiny.entry == pytest.approx(a.entry * 1e-6)
+        assert tiny.r_multiples == pytest.approx(a.r_multiples, abs=0.011)
+        assert tiny.rule_confidence == pytest.approx(a.rule_confidence)
+    else:
+        assert tiny.reasons[0].split(":")[0] == a.reasons[0].split(":")[0]
+
+
+def test_htf_candles_closing_after_the_entry_candle_are_ignored():
+    frames = real_frames("BTCUSDT", "1h", ("4h", "1d"), n=500)
+    prep = eng.prepare(frames, timeframe="1h")
+    last_close = frames["1h"].index[-1] + pd.Timedelta(hours=1)
+    assert (prep.frames["4h"].index + pd.Timedelta(hours=4) <= last_close).all()
+    assert (prep.frames["1d"].index + pd.Timedelta(days=1) <= last_close).all()
+
+
+def test_bad_frames_raise_value_error():
+    with pytest.raises(ValueError, match="entry timeframe"):
+        eng.generate_signal({"4h": sample_candles("BTCUSDT", "4h", tail=50)}, symbol="BTCUSDT", timeframe="1h")
+
+
+class FakeMarket:
+    def __init__(self, frames):
+        self.frames = frames
+        self.calls = []
+
+    def klines(self, symbol, interval, limit=500, *, start=None, end=None):
+        self.calls.append((symbol, interval, limit, end))
+        if interval not in self.frames:
+            raise ValueError(f"no {interval} data")
+        frame = self.frames[interval]
+        if end is not None:
+            frame = frame[frame.index + interval_timedelta(interval) <= end]
+        return frame.iloc[-limit:]
+
+
+class FakePredictor:
+    active = True
+
+    def __init__(self, p):
+        self.p = p
+        self.seen = None
+
+    def predict(self, features):
+        self.seen = features
+        return self.p
+
+
+def test_analyze_fetches_htfs_and_applies_the_predictor():
+    frames = real_frames("BTCUSDT", "1h", ("4h", "1d"), n=3000)
+    market = FakeMarket(frames)
+    predictor = FakePredictor(0.8)
+    prep = eng.prepare(frames, timeframe="1h")
+    k = next(k for k in range(2999, 2000, -1) if isinstance(eng.signal_at(prep, k, symbol="BTCUSDT")[0], Signal))
+    end = frames["1h"].index[k] + pd.Timedelta(hours=1)
+    analysis = eng.analyze(market, "BTCUSDT", "1h", end=end, predictor=predictor)
+    assert [c[1] for c in market.calls] == ["1h", "4h", "1d"]
+    assert all(c[2] == 500 and c[3] == end for c in market.calls)
+    result = analysis.result
+    assert isinstance(result, Signal)
+    assert result.time == end.to_pydatetime()
+    assert result.ml_probability == 0.8 and predictor.seen == dict(result.features)
+    assert result.confidence == pytest.approx(round(0.6 * result.rule_confidence + 32.0, 1))
+    assert dataclasses.replace(result, ml_probability=None) == eng.generate_signal(
+        {t: f[f.index + interval_timedelta(t) <= end].iloc[-500:] for t, f in frames.items()},
+        symbol="BTCUSDT",
+        timeframe="1h",
+    )
+
+
+def test_analyze_skips_a_higher_timeframe_the_source_lacks():
+    frames = real_frames("SOLUSDT", "1h", ("4h",), n=600)
+    analysis = eng.analyze(FakeMarket(frames), "SOLUSDT", "1h")
+    assert "1d candles" in analysis.result.unavailable
+    assert [tf for tf, _ in analysis.result.bias] == ["1h", "4h"]
+    assert isinstance(analysis.result, Signal | NoTrade)
