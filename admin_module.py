@@ -234,8 +234,8 @@ async def cmd_watchlist(update: Update, context: Ctx) -> None:
     await reply(update, context, f"👀 Watchlist ({len(current)}): {escape(', '.join(current))}")
 
 
-async def on_admin_button(update: Update, context: Ctx, action: str) -> str:
-    """Admin panel buttons (the caller has checked the user is an admin); returns the callback answer."""
+async def on_admin_button(update: Update, context: Ctx, action: str, answer: Any) -> None:
+    """Admin panel buttons (the caller has checked the user is an admin); ``answer`` answers the query once."""
     svc = get_services(context)
     query = update.callback_query
     if action in ("pause", "resume"):
@@ -247,7 +247,8 @@ async def on_admin_button(update: Update, context: Ctx, action: str) -> str:
                 f"<b>Admin panel</b>\nScheduled signals: {'PAUSED' if action == 'pause' else 'running'}",
                 reply_markup=admin_keyboard(action == "pause"),
             )
-        return "Paused." if action == "pause" else "Resumed."
+        await answer("Paused." if action == "pause" else "Resumed.")
+        return
     commands = {
         "scan": cmd_scan,
         "users": cmd_users,
@@ -257,11 +258,11 @@ async def on_admin_button(update: Update, context: Ctx, action: str) -> str:
     }
     command = commands.get(action)
     if command is None:
-        return "This button is no longer valid."
-    await query.answer("Working…")
+        await answer("This button is no longer valid.")
+        return
+    await answer("Working…")
     context.args = []
     await command(update, context)
-    return ""
 
 
 ADMIN_COMMANDS: tuple[CommandSpec, ...] = (

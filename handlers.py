@@ -125,24 +125,6 @@ def fmt_duration(seconds: float) -> str:
     return f"{secs}s"
 
 
-def signal_caption(signal: Any) -> str:
-    """A short HTML caption (well under 1024 characters) for a signal's chart photo."""
-    arrow = "🟢 LONG" if str(signal.direction) == "long" else "🔴 SHORT"
-    r1, r2, r3 = signal.r_multiples
-    zone = ""
-    if signal.entry_low != signal.entry_high:
-        zone = f" ({fmt_price(signal.entry_low)} – {fmt_price(signal.entry_high)})"
-    ml = "" if signal.ml_probability is None else f" · ML {signal.ml_probability * 100:.0f}%"
-    return (
-        f"<b>{escape(signal.symbol)} {escape(signal.timeframe)} {arrow}</b>\n"
-        f"Confidence {signal.confidence:.0f}%{ml}\n"
-        f"Entry {fmt_price(signal.entry)}{zone}\n"
-        f"SL {fmt_price(signal.sl)}\n"
-        f"TP1 {fmt_price(signal.tp1)} ({r1:g}R) · TP2 {fmt_price(signal.tp2)} ({r2:g}R) · "
-        f"TP3 {fmt_price(signal.tp3)} ({r3:g}R)"
-    )
-
-
 def signal_keyboard(symbol: str, timeframe: str, signal_id: str | None) -> InlineKeyboardMarkup:
     row = [InlineKeyboardButton("🔄 Refresh", callback_data=f"sig|r|{symbol}|{timeframe}")]
     if signal_id:
@@ -284,10 +266,8 @@ async def run_signal(update: Update, context: Ctx, symbol: str, timeframe: str) 
     png = await render_chart(analysis) if is_signal else None
     if png is None:
         await svc.sender.text(chat_id, full_html, reply_markup=markup)
-    elif len(full_html) <= 1000:
+    else:  # the sender moves a caption over 1024 characters into a follow-up message
         await svc.sender.photo(chat_id, png, full_html, reply_markup=markup)
-    else:
-        await svc.sender.photo(chat_id, png, signal_caption(result), follow_up_html=full_html, reply_markup=markup)
     if is_signal and result.confidence >= svc.settings.min_confidence:
         await track(context, svc, result, analysis)
 
@@ -340,8 +320,8 @@ def market_line(svc: Services, engine: Any, market: Any, symbol: str, timeframe:
         kwargs: dict[str, Any] = {} if svc.engine_config is None else {"config": svc.engine_config}
         result = engine.analyze(market, symbol, timeframe, **kwargs).result
     except Exception as exc:
-        logger.warning("market line for %s failed: %s", symbol, exc)
-        return f"<b>{escape(symbol)}</b>: unavailable ({escape(str(exc)[:80])})"
+        logger.info("market line for %s failed: %s", symbol, exc)
+        return f"<b>{escape(symbol)}</b>: unavailable ({escape(str(exc).split(':')[0][:60])})"
     bias = " ".join(f"{escape(tf)} {_bias_icon(b)}" for tf, b in result.bias) or "-"
     zone = nearest_zone(result.components, price)
     change_text = "n/a" if math.isnan(change) else f"{change:+.2f}%"
@@ -375,36 +355,6 @@ def current_watchlist(svc: Services) -> tuple[str, ...]:
     return svc.settings.watchlist
 
 
-def position_line(position: Any, price: float | None, tz: Any) -> str:
-    """One open position with its live P&L at ``price`` (None: price unavailable). Pure."""
-    direction = "LONG" if str(position.direction) == "long" else "SHORT"
-    head = (
-        f"<b>#{position.id}</b> {escape(position.symbol)} {escape(position.timeframe)} {direction} · "
-        f"{escape(str(position.state).upper())}"
-    )
-    levels = (
-        f"entry {fmt_price(position.fill_price or position.entry)} · SL {fmt_price(position.sl)} · "
-        f"TP {fmt_price(position.tp1)} / {fmt_price(position.tp2)} / {fmt_price(position.tp3)}"
-    )
-    if price is None:
-        live = "price unavailable"
-    elif position.fill_price is None:
-        live = f"waiting for entry, now {fmt_price(price)}"
-    else:
-        live = f"now {fmt_price(price)} · P&L {position.pnl_pct_at(price):+.2f}% ({position.r_at(price):+.2f}R)"
-    opened = position.opened_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
-    return f"{head}\n   {levels}\n   {live} · since {opened}"
-
-
-def positions_html(positions: list[Any], prices: dict[str, float | None], tz: Any) -> str:
-    if not positions:
-        return "No open positions. Signals at or above the confidence threshold are tracked automatically."
-    lines = [f"<b>Open positions</b> ({len(positions)})"]
-    lines += [position_line(p, prices.get(p.symbol), tz) for p in positions]
-    lines.append("Close one with /close ID.")
-    return "\n".join(lines)
-
-
 def live_prices(market: Any, symbols: set[str]) -> dict[str, float | None]:
     """Current prices per symbol; None where the source fails (blocking: run in a thread)."""
     out: dict[str, float | None] = {}
@@ -420,11 +370,16 @@ def live_prices(market: Any, symbols: set[str]) -> dict[str, float | None]:
 async def cmd_positions(update: Update, context: Ctx) -> None:
     svc = get_services(context)
     store = svc.require("store")
+    monitor = svc.module("real_time_monitor", "Position tracking")
     positions = await asyncio.to_thread(store.list_open)
     prices: dict[str, float | None] = {}
     if positions and svc.market is not None:
         prices = await asyncio.to_thread(live_prices, svc.market, {p.symbol for p in positions})
-    await reply(update, context, positions_html(positions, prices, svc.settings.tz))
+    known = {symbol: price for symbol, price in prices.items() if price is not None}
+    text = monitor.format_positions_html(positions, known)
+    if positions:
+        text += "\nClose one with /close ID."
+    await reply(update, context, text)
 
 
 async def cmd_close(update: Update, context: Ctx) -> None:
@@ -446,9 +401,11 @@ async def cmd_close(update: Update, context: Ctx) -> None:
     user_id = user.id if user else None
     if not svc.settings.is_admin(user_id) and tuple(position.recipients) != (chat_id_of(update),):
         raise BadInput("This position is shared with all subscribers; only an admin can close it.", "/positions")
+    monitor = svc.module("real_time_monitor", "Position tracking")
     price = float(await asyncio.to_thread(market.price, position.symbol))
     now = datetime.now(UTC)
-    closed, outcome = await asyncio.to_thread(store.close_manual, position.id, price, now)
+    closed = await asyncio.to_thread(monitor.close_and_journal, store, svc.journal, position.id, price, now)
+    outcome = closed.outcome
     await reply(
         update,
         context,
@@ -460,7 +417,8 @@ async def cmd_close(update: Update, context: Ctx) -> None:
 async def cmd_stats(update: Update, context: Ctx) -> None:
     svc = get_services(context)
     journal = svc.require("journal")
-    text = await asyncio.to_thread(journal.stats_html)
+    journal_module = svc.module("journal", "Statistics")
+    text = journal_module.format_stats_html(await asyncio.to_thread(journal.stats))
     await reply(update, context, text)
 
 
@@ -473,7 +431,9 @@ async def cmd_journal(update: Update, context: Ctx) -> None:
             raise BadInput(f"'{shown(args[0])}' is not a count from 1 to 100.", "/journal 20")
         count = int(args[0])
     journal = svc.require("journal")
-    text = await asyncio.to_thread(journal.journal_html, count)
+    journal_module = svc.module("journal", "The journal")
+    records = await asyncio.to_thread(journal.records, count)
+    text = journal_module.format_journal_html(records, n=count, tz=svc.settings.tz)
     await reply(update, context, text)
 
 
@@ -655,21 +615,38 @@ _CALLBACK = re.compile(
 )
 
 
+class CallbackAnswer:
+    """Answers one callback query exactly once (Telegram shows a spinner until it is answered)."""
+
+    def __init__(self, query: Any) -> None:
+        self.query = query
+        self.done = False
+
+    async def __call__(self, text: str | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            await self.query.answer(text[:190] if text else None)
+        except Exception as exc:  # an expired query cannot be answered; nothing else to do
+            logger.info("could not answer callback query: %s", exc)
+
+
 async def on_callback(update: Update, context: Ctx) -> None:
     """Route a button press; every query is answered exactly once, stale or forged data politely."""
     query = update.callback_query
     svc = get_services(context)
     data = query.data or ""
     user_id = query.from_user.id if query.from_user else None
-    answer = "Done."
+    answer = CallbackAnswer(query)
     try:
         if not svc.settings.is_allowed(user_id):
             logger.warning("refused button %r from user %s (not in ALLOWED_USER_IDS)", data[:64], user_id)
-            answer = "This bot is private."
+            await answer("This bot is private.")
             return
         if not _CALLBACK.fullmatch(data):
             logger.info("stale or unknown callback data %r from user %s", data[:64], user_id)
-            answer = "This button is no longer valid. Send the command again."
+            await answer("This button is no longer valid. Send the command again.")
             return
         kind, action, *rest = data.split("|")
         if kind == "adm":
@@ -677,42 +654,37 @@ async def on_callback(update: Update, context: Ctx) -> None:
 
             if not svc.settings.is_admin(user_id):
                 log_refusal(user_id, f"button {data}")
-                answer = "⛔ Admins only."
+                await answer("⛔ Admins only.")
                 return
-            answer = await admin_module.on_admin_button(update, context, action)
+            await admin_module.on_admin_button(update, context, action, answer)
         elif kind == "sig" and action == "r":
             wait = None if svc.settings.is_admin(user_id) else svc.limiter.hit(user_id or 0)
             if wait is not None:
-                answer = f"Rate limit reached; try again in {math.ceil(wait)} s."
+                await answer(f"Rate limit reached; try again in {math.ceil(wait)} s.")
                 return
-            await query.answer("Refreshing…")
-            answer = ""
+            await answer("Refreshing…")
             await guarded_call(update, context, lambda: run_signal(update, context, rest[0], parse_interval(rest[1])))
         elif kind == "sig" and action == "d":
             result = svc.recent.get(rest[0])
             if result is None:
-                answer = "This signal is no longer in memory; send /signal again for fresh details."
+                await answer("This signal is no longer in memory; send /signal again for fresh details.")
                 return
             formatting = svc.module("formatting", "Signal details")
-            await svc.sender.text(query.message.chat.id, formatting.format_signal_details_html(result, svc.settings.tz))
+            await answer()
+            await reply(update, context, formatting.format_signal_details_html(result, svc.settings.tz))
         elif kind == "set":
-            answer = await settings_button(update, context, action, rest[0])
-        else:
-            answer = "This button is no longer valid. Send the command again."
+            await settings_button(update, context, action, rest[0])
+            await answer("Saved.")
     except (BadInput, NotAvailable) as exc:
-        answer = strip_tags(str(exc))[:190]
+        await answer(strip_tags(str(exc)))
     except Exception:
-        answer = "Something went wrong; please try again."
+        await answer("Something went wrong; please try again.")
         raise
     finally:
-        if answer:
-            try:
-                await query.answer(answer[:190])
-            except Exception as exc:  # an expired query cannot be answered; nothing else to do
-                logger.info("could not answer callback query: %s", exc)
+        await answer()
 
 
-async def settings_button(update: Update, context: Ctx, key: str, value: str) -> str:
+async def settings_button(update: Update, context: Ctx, key: str, value: str) -> None:
     svc = get_services(context)
     query = update.callback_query
     user_id = query.from_user.id
@@ -728,7 +700,6 @@ async def settings_button(update: Update, context: Ctx, key: str, value: str) ->
             settings_text(prefs, svc.settings.min_confidence),
             reply_markup=settings_keyboard(prefs),
         )
-    return "Saved."
 
 
 def strip_tags(text: str) -> str:
