@@ -81,6 +81,16 @@ def test_resampling_equals_binance_candles(symbol, finer, coarser):
     np.testing.assert_allclose(ours["volume"], theirs["volume"], rtol=1e-9)
 
 
+def test_minutes_to_quarters_compose_to_binance_hours():
+    # The bundled 1m and 15m files do not overlap; 1m -> 15m -> 1h must still equal Binance's 1h candles.
+    quarters = resample(sample_candles("BTCUSDT", "1m"), "1m", "15m")
+    assert len(quarters) == 5184 and (quarters.index.minute % 15 == 0).all()
+    hours = resample(quarters, "15m", "1h")
+    pd.testing.assert_frame_equal(
+        hours, sample_candles("BTCUSDT", "1h").loc[hours.index], check_freq=False, check_names=False, rtol=1e-12
+    )
+
+
 def test_source_serves_resampled_interval_where_no_file_covers(shared):
     # BTCUSDT has no 15m file in mid-2025: the source builds 15m from the 1m file.
     got = at(shared, "2025-07-01 10:07").klines("BTCUSDT", "15m", 8)
