@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from .core import Direction
-from .market_structure import StructureLevel, first_beyond, level_lengths
-from .order_block_detector import OrderBlock, ZoneState, candle_tables, detect_order_blocks, zone_states
+from .market_structure import StructureLevel, candle_tables, first_beyond, level_lengths
+from .order_block_detector import OrderBlock, ZoneState, detect_order_blocks, zone_states
 from .swing_points import SwingKind, SwingPoint, detect_swing_points
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ def detect_breaker_blocks(
     internal_length: int = 3,
     swing_length: int = 10,
     swings: Sequence[SwingPoint] | None = None,
+    tables: dict[str, list[np.ndarray]] | None = None,
 ) -> list[BreakerBlock]:
     """Breaker and mitigation blocks in order of confirmation (see module docstring).
 
@@ -99,11 +100,13 @@ def detect_breaker_blocks(
         sweep_level: pivot set whose prior swing must be taken for a BREAKER.
         internal_length, swing_length: pivot lengths in bars.
         swings: precomputed swing points of ``sweep_level`` (skips recomputing them).
+        tables: :func:`.market_structure.candle_tables` of these candles, when the caller already has them.
     """
     n = len(candles)
     if order_blocks is None:
+        tables = tables if tables is not None else candle_tables(candles)
         order_blocks = detect_order_blocks(
-            candles, level=level, internal_length=internal_length, swing_length=swing_length
+            candles, level=level, internal_length=internal_length, swing_length=swing_length, tables=tables
         )
     failed = [b for b in order_blocks if b.invalidated_at is not None]
     if n == 0 or not failed:
@@ -113,7 +116,8 @@ def detect_breaker_blocks(
         swings = detect_swing_points(candles, left=length, right=length)
     highs = [p for p in swings if p.kind is SwingKind.HIGH]
     lows = [p for p in swings if p.kind is SwingKind.LOW]
-    tables = candle_tables(candles)
+    if tables is None:
+        tables = candle_tables(candles)
 
     failed.sort(key=lambda b: (b.invalidated_at, b.index))
     was_bull = np.array([b.direction is Direction.BULLISH for b in failed])

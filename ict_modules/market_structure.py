@@ -92,6 +92,20 @@ def sparse_table(values: np.ndarray, *, maximum: bool) -> list[np.ndarray]:
     return table
 
 
+def candle_tables(candles: pd.DataFrame) -> dict[str, list[np.ndarray]]:
+    """Sparse tables ``low_min``, ``high_max``, ``close_min``, ``close_max`` of a frame, shared by the structure,
+    order-block, breaker and zone detectors (pass them along as ``tables=`` to build them once)."""
+    high = candles["high"].to_numpy(dtype=np.float64)
+    low = candles["low"].to_numpy(dtype=np.float64)
+    close = candles["close"].to_numpy(dtype=np.float64)
+    return {
+        "low_min": sparse_table(low, maximum=False),
+        "high_max": sparse_table(high, maximum=True),
+        "close_min": sparse_table(close, maximum=False),
+        "close_max": sparse_table(close, maximum=True),
+    }
+
+
 def first_beyond(
     table: list[np.ndarray], starts: np.ndarray, thresholds: np.ndarray, *, above: bool, strict: bool = True
 ) -> np.ndarray:
@@ -190,6 +204,7 @@ def detect_market_structure(
     min_body_atr: float = 1.2,
     min_body_ratio: float = 0.6,
     atr_length: int = 14,
+    tables: dict[str, list[np.ndarray]] | None = None,
 ) -> list[StructureEvent]:
     """BOS / CHOCH / MSS events of one structure level, in bar order (see module docstring).
 
@@ -201,6 +216,7 @@ def detect_market_structure(
             candles) to skip recomputing them.
         min_body_atr, min_body_ratio, atr_length: displacement thresholds (ATR multiples, body/range ratio, bars)
             used to qualify MSS.
+        tables: :func:`candle_tables` of these candles, when the caller already has them.
     """
     level = StructureLevel(level)
     n = len(candles)
@@ -213,12 +229,13 @@ def detect_market_structure(
         return []
     high = candles["high"].to_numpy(dtype=np.float64)
     low = candles["low"].to_numpy(dtype=np.float64)
-    close = candles["close"].to_numpy(dtype=np.float64)
     disp = displacement_mask(candles, min_body_atr=min_body_atr, min_body_ratio=min_body_ratio, atr_length=atr_length)
     last_bull_disp = last_true_index(disp > 0)
     last_bear_disp = last_true_index(disp < 0)
-    high_breaks = _breaks(highs, sparse_table(close, maximum=True), n, above=True)
-    low_breaks = _breaks(lows, sparse_table(close, maximum=False), n, above=False)
+    if tables is None:
+        tables = candle_tables(candles)
+    high_breaks = _breaks(highs, tables["close_max"], n, above=True)
+    low_breaks = _breaks(lows, tables["close_min"], n, above=False)
     last_ssl_sweep = last_true_index(_sweep_mask(low, lows, low_breaks, n, above=False))  # sell-side taken
     last_bsl_sweep = last_true_index(_sweep_mask(high, highs, high_breaks, n, above=True))  # buy-side taken
 
@@ -232,8 +249,8 @@ def detect_market_structure(
     pivots = np.array([t[2].index for t in raw], dtype=np.int64)
     leg = np.where(
         bullish,
-        range_argextreme(sparse_table(low, maximum=False), pivots + 1, bars, maximum=False),
-        range_argextreme(sparse_table(high, maximum=True), pivots + 1, bars, maximum=True),
+        range_argextreme(tables["low_min"], pivots + 1, bars, maximum=False),
+        range_argextreme(tables["high_max"], pivots + 1, bars, maximum=True),
     )
     sweep = np.where(bullish, last_ssl_sweep[bars], last_bsl_sweep[bars])
     displaced = np.where(bullish, last_bull_disp[bars], last_bear_disp[bars])

@@ -38,11 +38,11 @@ from .market_structure import (
     StructureEvent,
     StructureKind,
     StructureLevel,
+    candle_tables,
     detect_market_structure,
     first_beyond,
     last_true_index,
     range_extreme,
-    sparse_table,
 )
 
 logger = logging.getLogger(__name__)
@@ -114,19 +114,6 @@ def zone_states(
     return touch, broken
 
 
-def candle_tables(candles: pd.DataFrame) -> dict[str, list[np.ndarray]]:
-    """The sparse tables :func:`zone_states` needs."""
-    high = candles["high"].to_numpy(dtype=np.float64)
-    low = candles["low"].to_numpy(dtype=np.float64)
-    close = candles["close"].to_numpy(dtype=np.float64)
-    return {
-        "low_min": sparse_table(low, maximum=False),
-        "high_max": sparse_table(high, maximum=True),
-        "close_min": sparse_table(close, maximum=False),
-        "close_max": sparse_table(close, maximum=True),
-    }
-
-
 def _opt(value: int, n: int) -> int | None:
     return None if value >= n else value
 
@@ -144,6 +131,7 @@ def detect_order_blocks(
     min_body_atr: float = 1.2,
     min_body_ratio: float = 0.6,
     atr_length: int = 14,
+    tables: dict[str, list[np.ndarray]] | None = None,
 ) -> list[OrderBlock]:
     """Order blocks in order of confirmation (see module docstring).
 
@@ -156,8 +144,11 @@ def detect_order_blocks(
         require_displacement: keep only blocks whose leg has a displacement candle after them.
         volume_lookback: bars before the block that ``relative_volume`` compares against.
         min_body_atr, min_body_ratio, atr_length: displacement thresholds (ATR multiples, ratio, bars).
+        tables: :func:`.market_structure.candle_tables` of these candles, when the caller already has them.
     """
     n = len(candles)
+    if tables is None:
+        tables = candle_tables(candles)
     if events is None:
         events = detect_market_structure(
             candles,
@@ -167,13 +158,13 @@ def detect_order_blocks(
             min_body_atr=min_body_atr,
             min_body_ratio=min_body_ratio,
             atr_length=atr_length,
+            tables=tables,
         )
     if n == 0 or not events:
         return []
     o = candles["open"].to_numpy(dtype=np.float64)
     c = candles["close"].to_numpy(dtype=np.float64)
     vol = candles["volume"].to_numpy(dtype=np.float64)
-    tables = candle_tables(candles)
 
     sign = np.array([e.direction.sign for e in events], dtype=np.int64)
     bars = np.array([e.confirmed_at for e in events], dtype=np.int64)
