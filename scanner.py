@@ -1,0 +1,303 @@
+"""The scheduled scan (watchlist x timeframes) and the one way a signal becomes tracked and broadcast.
+
+:func:`run_scan`: one scan at a time (a process-wide lock; a call while one runs returns ``status="skipped"``, so
+missed or overlapping runs coalesce); ``paused`` in the store skips it unless ``forced``. Each (symbol, timeframe)
+is analysed in turn through ``ict_signal_engine.analyze`` (requests are sequential; the market-data client honours
+Binance's weight headers); a failure is logged and that pair skipped. A signal is broadcast when its confidence is
+at least ``MIN_CONFIDENCE`` and it is not a duplicate (:mod:`signal_cache`); each subscriber receives it only when
+their broadcasts are on and the confidence reaches their own minimum (``/settings``; default ``MIN_CONFIDENCE``).
+
+:func:`track_signal` (scan and on-request ``/signal`` above the threshold): in ONE SQLite transaction the position
+is stored and the broadcast messages (text + chart) are put in the outbox, then the journal record is written and
+the duplicate key remembered. A kill between the steps loses nothing acknowledged: the outbox is drained by the
+Telegram side; a missing journal record is recreated from ``positions.db`` when the position closes.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from position_manager import OutboxKind, Position, PositionStore
+from signal_model import Signal
+
+logger = logging.getLogger(__name__)
+
+_SCAN_LOCK = threading.Lock()  # one scan at a time in this process
+
+
+@dataclass(frozen=True, slots=True)
+class TrackResult:
+    position: Position | None  # None when the signal was a duplicate
+    new: bool  # False: duplicate, or already tracked
+    enqueued: int  # outbox messages added
+
+
+@dataclass(frozen=True, slots=True)
+class ScanReport:
+    status: str  # "done", "skipped" (another scan running) or "paused"
+    started_at: datetime
+    finished_at: datetime
+    pairs: int = 0  # (symbol, timeframe) analysed
+    signals: int = 0  # Signal results
+    below_threshold: int = 0
+    duplicates: int = 0
+    tracked: int = 0
+    broadcasts: int = 0  # outbox messages enqueued
+    errors: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        if self.status != "done":
+            return {"skipped": "A scan is already running.", "paused": "Scheduled signals are paused."}[self.status]
+        seconds = (self.finished_at - self.started_at).total_seconds()
+        text = (
+            f"Scan done in {seconds:.1f}s: {self.pairs} pairs, {self.signals} signals, {self.tracked} new "
+            f"({self.duplicates} duplicates, {self.below_threshold} below threshold), {self.broadcasts} messages"
+        )
+        return text + (f", {len(self.errors)} failed" if self.errors else "")
+
+
+def recipients_for(store: PositionStore, signal: Signal, default_min_confidence: float) -> list[int]:
+    """Subscribers whose broadcasts are on and whose minimum confidence the signal reaches."""
+    out = []
+    for chat in store.subscribers():
+        prefs = store.get_user_settings(chat)
+        floor = prefs.min_confidence if prefs.min_confidence is not None else default_min_confidence
+        if prefs.broadcasts and signal.confidence >= floor:
+            out.append(chat)
+    return out
+
+
+def track_signal(
+    store: Any,
+    cache: Any = None,
+    journal: Any = None,
+    signal: Signal | None = None,
+    chat_ids: Iterable[int] = (),
+    *,
+    html_text: str | None = None,
+    photo: bytes | None = None,
+    notify: bool = True,
+    now: datetime | None = None,
+) -> TrackResult:
+    """Track ``signal`` for ``chat_ids`` (the recipients of its alerts) unless it is a duplicate.
+
+    With ``notify`` the signal message (``html_text``, default a plain summary, plus ``photo``) is enqueued for each
+    chat; on-request ``/signal`` passes ``notify=False`` (the requester already has it). Also callable as
+    ``track_signal(services, signal, analysis)`` with the bot's services container: the requester-less form used
+    by the Telegram handlers (tracks for the broadcast recipients, enqueues to them).
+    """
+    if _is_services(store):
+        return _track_from_services(store, cache, journal)
+    assert signal is not None
+    moment = now or datetime.now(UTC)
+    if cache is not None and cache.is_duplicate(signal, moment):
+        return TrackResult(None, False, 0)
+    chats = list(dict.fromkeys(int(c) for c in chat_ids))
+    text = html_text or plain_signal_html(signal)
+    enqueued = 0
+    with store.transaction():
+        existing = store.get_by_signal(signal.id)
+        if existing is not None:
+            return TrackResult(existing, False, 0)
+        position = store.add(Position.from_signal(signal, recipients=chats), signal=signal)
+        if notify:
+            for chat in chats:
+                key = f"signal:{signal.id}:{chat}"
+                if store.enqueue(chat, text, photo, kind=OutboxKind.BROADCAST, dedupe_key=key):
+                    enqueued += 1
+    if journal is not None:
+        journal.record_signal(signal, position_id=position.id, at=moment)
+    if cache is not None:
+        cache.add(signal, moment)
+    logger.info("tracking %s as #%d for %d chats", signal.id, position.id, len(chats))
+    return TrackResult(position, True, enqueued)
+
+
+def plain_signal_html(signal: Signal) -> str:
+    """A minimal signal message, used when the engine's formatter is unavailable."""
+    return (
+        f"<b>{html.escape(signal.symbol)} {html.escape(signal.timeframe)} {signal.direction.value.upper()}</b> "
+        f"({signal.confidence:.0f}%)\nEntry {signal.entry:.6g} · SL {signal.sl:.6g} · "
+        f"TP {signal.tp1:.6g} / {signal.tp2:.6g} / {signal.tp3:.6g}"
+    )
+
+
+def _default_analyze(settings: Any) -> Callable[..., Any]:
+    import ict_signal_engine
+
+    config = ict_signal_engine.EngineConfig.from_settings(settings) if settings is not None else None
+
+    def analyze(market: Any, symbol: str, timeframe: str, *, predictor: Any = None) -> Any:
+        return ict_signal_engine.analyze(market, symbol, timeframe, config=config, predictor=predictor)
+
+    return analyze
+
+
+def _render(analysis: Any, render_chart: Callable[[Any], bytes] | None) -> bytes | None:
+    try:
+        if render_chart is None:
+            import charts
+
+            render_chart = charts.render_signal_chart
+        return render_chart(analysis)
+    except Exception:
+        logger.exception("chart rendering failed; broadcasting the text only")
+        return None
+
+
+def _format(signal: Signal, tz: str, format_html: Callable[..., str] | None) -> str:
+    try:
+        if format_html is None:
+            import formatting
+
+            format_html = formatting.format_signal_html
+        return format_html(signal, tz)
+    except Exception:
+        logger.exception("signal formatting failed; using the plain format")
+        return plain_signal_html(signal)
+
+
+def run_scan(
+    market: Any,
+    store: Any = None,
+    cache: Any = None,
+    journal: Any = None,
+    settings: Any = None,
+    *,
+    analyze: Callable[..., Any] | None = None,
+    predictor: Any = None,
+    now: datetime | None = None,
+    symbols: Sequence[str] | None = None,
+    timeframes: Sequence[str] | None = None,
+    forced: bool = False,
+    render_chart: Callable[[Any], bytes] | None = None,
+    format_html: Callable[..., str] | None = None,
+) -> ScanReport:
+    """Scan ``symbols`` (default the watchlist) x ``timeframes`` (default AUTO_SIGNAL_TIMEFRAMES) once.
+
+    Also callable as ``run_scan(services, symbols, timeframes)`` with the bot's services container.
+    """
+    if _is_services(market):
+        svc = market
+        return run_scan(
+            svc.market,
+            svc.store,
+            svc.cache,
+            svc.journal,
+            svc.settings,
+            predictor=svc.predictor,
+            symbols=store,
+            timeframes=cache,
+            forced=True,  # the caller checked the pause state (the /scan command forces)
+        )
+    started = datetime.now(UTC)
+    if not _SCAN_LOCK.acquire(blocking=False):
+        logger.info("scan skipped: another scan is running")
+        return ScanReport("skipped", started, started)
+    try:
+        if store.paused and not forced:
+            return ScanReport("paused", started, datetime.now(UTC))
+        return _scan(
+            market,
+            store,
+            cache,
+            journal,
+            settings,
+            analyze=analyze or _default_analyze(settings),
+            predictor=predictor,
+            now=now,
+            symbols=tuple(symbols or settings.watchlist),
+            timeframes=tuple(timeframes or settings.auto_signal_timeframes),
+            render_chart=render_chart,
+            format_html=format_html,
+            started=started,
+        )
+    finally:
+        _SCAN_LOCK.release()
+
+
+def _scan(
+    market: Any,
+    store: PositionStore,
+    cache: Any,
+    journal: Any,
+    settings: Any,
+    *,
+    analyze: Callable[..., Any],
+    predictor: Any,
+    now: datetime | None,
+    symbols: tuple[str, ...],
+    timeframes: tuple[str, ...],
+    render_chart: Callable[[Any], bytes] | None,
+    format_html: Callable[..., str] | None,
+    started: datetime,
+) -> ScanReport:
+    min_conf = float(getattr(settings, "min_confidence", 60.0))
+    tz = getattr(settings, "bot_timezone", "UTC")
+    counts = dict(pairs=0, signals=0, below_threshold=0, duplicates=0, tracked=0, broadcasts=0)
+    errors: list[str] = []
+    for symbol in symbols:
+        for tf in timeframes:
+            try:
+                analysis = analyze(market, symbol, tf, predictor=predictor)
+            except Exception as exc:
+                logger.warning("scan: %s %s failed: %s", symbol, tf, exc)
+                errors.append(f"{symbol} {tf}: {exc}")
+                continue
+            counts["pairs"] += 1
+            signal = getattr(analysis, "result", analysis)
+            if not isinstance(signal, Signal):
+                continue
+            counts["signals"] += 1
+            if signal.confidence < min_conf:
+                counts["below_threshold"] += 1
+                continue
+            moment = now or _market_now(market)
+            if cache is not None and cache.is_duplicate(signal, moment):
+                counts["duplicates"] += 1
+                continue
+            chats = recipients_for(store, signal, min_conf)
+            text = _format(signal, tz, format_html)
+            photo = _render(analysis, render_chart) if chats and analysis is not signal else None
+            result = track_signal(store, cache, journal, signal, chats, html_text=text, photo=photo, now=moment)
+            if result.new:
+                counts["tracked"] += 1
+                counts["broadcasts"] += result.enqueued
+            else:
+                counts["duplicates"] += 1
+    finished = datetime.now(UTC)
+    store.set_state("last_scan", finished.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    report = ScanReport("done", started, finished, errors=tuple(errors), **counts)
+    logger.info("%s", report.summary())
+    return report
+
+
+def _market_now(market: Any) -> datetime:
+    try:
+        return pd.Timestamp(market.now()).to_pydatetime()
+    except Exception:
+        return datetime.now(UTC)
+
+
+def _is_services(obj: Any) -> bool:
+    return hasattr(obj, "require") and hasattr(obj, "settings") and hasattr(obj, "store") and hasattr(obj, "cache")
+
+
+def _track_from_services(svc: Any, signal: Signal, analysis: Any) -> TrackResult:
+    """``/signal`` above the threshold, from the Telegram layer: broadcast to the eligible subscribers."""
+    settings = svc.settings
+    chats = recipients_for(svc.store, signal, float(settings.min_confidence))
+    if signal.confidence < float(settings.min_confidence):
+        return TrackResult(None, False, 0)
+    photo = _render(analysis, None) if chats and analysis is not None else None
+    text = _format(signal, settings.bot_timezone, None)
+    moment = _market_now(svc.market) if svc.market is not None else datetime.now(UTC)
+    return track_signal(svc.store, svc.cache, svc.journal, signal, chats, html_text=text, photo=photo, now=moment)
