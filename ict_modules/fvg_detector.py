@@ -76,7 +76,10 @@ class FVG:
 
 
 def _found(pos: np.ndarray, n: int) -> list[int | None]:
-    return [int(p) if p < n else None for p in pos.tolist()]
+    """Bars as Python ints, ``None`` where the search ran off the end (``n``)."""
+    out = pos.astype(object)
+    out[pos >= n] = None
+    return out.tolist()
 
 
 def detect_fvgs(candles: pd.DataFrame, *, min_size_atr: float = 0.1, atr_length: int = 14) -> list[FVG]:
@@ -128,28 +131,27 @@ def detect_fvgs(candles: pd.DataFrame, *, min_size_atr: float = 0.1, atr_length:
     s_fill = first_beyond(highs, bear_i + 1, s_top, above=True, strict=False)
     s_inv = first_beyond(closes_max, bear_i + 1, s_top, above=True, strict=True)
 
-    out: list[FVG] = []
-    for direction, idx, top, bot, touch, ce, fill, inv in (
-        (Direction.BULLISH, bull_i, b_top, b_bot, b_touch, b_ce, b_fill, b_inv),
-        (Direction.BEARISH, bear_i, s_top, s_bot, s_touch, s_ce, s_fill, s_inv),
-    ):
-        size_atr = (top - bot) / yard[idx - 2]
-        out += [
-            FVG(direction, t, b, i, i - 1, s, i, tc, c, f, v)
-            for i, t, b, s, tc, c, f, v in zip(
-                idx.tolist(),
-                top.tolist(),
-                bot.tolist(),
-                size_atr.tolist(),
-                _found(touch, n),
-                _found(ce, n),
-                _found(fill, n),
-                _found(inv, n),
-                strict=True,
-            )
-        ]
-    out.sort(key=lambda g: g.index)
-    return out
+    bull_n = len(bull_i)
+    idx = np.concatenate((bull_i, bear_i))
+    order = np.argsort(idx, kind="stable")
+    top = np.concatenate((b_top, s_top))[order]
+    bot = np.concatenate((b_bot, s_bot))[order]
+    columns = (
+        np.where(order < bull_n, 1, -1).tolist(),
+        idx[order].tolist(),
+        top.tolist(),
+        bot.tolist(),
+        ((top - bot) / yard[idx[order] - 2]).tolist(),
+        *(
+            _found(np.concatenate(pair)[order], n)
+            for pair in ((b_touch, s_touch), (b_ce, s_ce), (b_fill, s_fill), (b_inv, s_inv))
+        ),
+    )
+    bull_d, bear_d = Direction.BULLISH, Direction.BEARISH
+    return [
+        FVG(bull_d if d > 0 else bear_d, t, b, i, i - 1, sz, i, tc, c, f, v)
+        for d, i, t, b, sz, tc, c, f, v in zip(*columns, strict=True)
+    ]
 
 
 def fill_fractions(fvgs: Sequence[FVG], candles: pd.DataFrame, bar: int) -> np.ndarray:
