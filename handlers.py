@@ -269,7 +269,7 @@ async def run_signal(update: Update, context: Ctx, symbol: str, timeframe: str) 
     else:  # the sender moves a caption over 1024 characters into a follow-up message
         await svc.sender.photo(chat_id, png, full_html, reply_markup=markup)
     if is_signal and result.confidence >= svc.settings.min_confidence:
-        await track(context, svc, result, analysis)
+        await track(context, svc, chat_id, result, full_html, png)
 
 
 async def render_chart(analysis: Any) -> bytes | None:
@@ -284,19 +284,46 @@ async def render_chart(analysis: Any) -> bytes | None:
         return None
 
 
-async def track(context: Ctx, svc: Services, signal: Any, analysis: Any) -> None:
-    """Hand a signal at or above MIN_CONFIDENCE to the scanner's tracking (dedupe, position, journal, broadcast)."""
+async def track(context: Ctx, svc: Services, chat_id: int, signal: Any, html_text: str, png: bytes | None) -> None:
+    """Track a requested signal at or above MIN_CONFIDENCE (scanner.track_signal: dedupe, position, journal,
+    broadcast). Alerts go to the requester and the eligible subscribers; the broadcast goes to the subscribers
+    but not to the requester, who already has the signal: their outbox copy is recorded as sent in the same
+    transaction (the scanner's per-chat dedupe key)."""
     scanner = optional_module("scanner")
     if scanner is None or svc.store is None:
         return
+
+    def work() -> Any:
+        store = svc.store
+        chats = scanner.recipients_for(store, signal, float(svc.settings.min_confidence))
+        chats = [chat_id, *[c for c in chats if c != chat_id]]
+        now = pd_now(svc.market)
+        with store.transaction():
+            own = store.enqueue(chat_id, html_text, None, kind="broadcast", dedupe_key=f"signal:{signal.id}:{chat_id}")
+            if own is not None:
+                store.mark_sent(own)
+            return scanner.track_signal(
+                store, svc.cache, svc.journal, signal, chats, html_text=html_text, photo=png, now=now
+            )
+
     try:
-        await asyncio.to_thread(scanner.track_signal, svc, signal, analysis)
+        result = await asyncio.to_thread(work)
     except Exception:
         logger.exception("tracking signal %s failed", signal.id)
         return
+    if getattr(result, "new", False):
+        logger.info("signal %s tracked for chat %s and %d subscriber message(s)", signal.id, chat_id, result.enqueued)
     drain = context.bot_data.get("drain_outbox")
     if drain is not None:
         context.application.create_task(drain(context.application), name="outbox-after-signal")
+
+
+def pd_now(market: Any) -> datetime:
+    """The market's clock as an aware UTC datetime (the replay clock for sample data)."""
+    try:
+        return market.now().to_pydatetime()
+    except Exception:
+        return datetime.now(UTC)
 
 
 async def cmd_market(update: Update, context: Ctx) -> None:

@@ -282,8 +282,7 @@ async def scan_now(application: Application, *, forced: bool = False) -> str:
     if services.store is not None:
         await asyncio.to_thread(services.store.set_state, "last_scan", services.last_scan.isoformat(timespec="seconds"))
     await drain_outbox(application)
-    summary = getattr(result, "summary", None)
-    return escape(summary() if callable(summary) else summary or f"Scan done: {len(symbols)} symbols.")
+    return escape(result.summary())
 
 
 async def job_scan(context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -299,7 +298,11 @@ async def job_monitor(context: ContextTypes.DEFAULT_TYPE) -> None:
     if monitor is None or services.store is None or services.market is None or services.monitor_lock.locked():
         return
     async with services.monitor_lock:
-        await asyncio.to_thread(monitor.monitor_tick, services)
+        report = await asyncio.to_thread(
+            monitor.monitor_tick, services.store, services.market, services.journal, settings=services.settings
+        )
+    if report.events or report.errors:
+        logger.info("monitor: %s", report)
     services.last_monitor = datetime.now(UTC)
     await drain_outbox(context.application)
 

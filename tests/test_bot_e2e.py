@@ -344,3 +344,32 @@ async def test_signal_sends_a_png_chart_and_ordered_levels_then_buttons_work(tg,
     tg.press(refresh, user_id=USER)
     await tg.wait_for(("sendPhoto", "sendMessage"), chat_id=USER, count=before + 1, within=60)
     assert len(tg.calls("answerCallbackQuery")) == 1
+
+
+@needs_engine
+async def test_requested_signal_above_threshold_is_tracked_and_broadcast_once(tg, tmp_path):
+    from signal_model import Signal
+
+    async with run_bot(tg, tmp_path, min_confidence=0.0) as application:
+        services = application.bot_data["services"]
+        services.store.subscribe(OTHER)
+        services.store.subscribe(USER)
+        tg.send_message("/signal ETHUSDT 1h", user_id=USER)
+        await tg.wait_for("sendPhoto", chat_id=USER, within=60)
+        results = list(services.recent._items.values())
+        assert results and isinstance(results[-1], Signal), "ETHUSDT 1h at FIXED_NOW should be a signal"
+        signal = results[-1]
+        broadcast = await tg.wait_for("sendPhoto", chat_id=OTHER, within=30)  # via the outbox
+        assert broadcast.files["photo"].startswith(PNG_MAGIC)
+        position = services.store.get_by_signal(signal.id)
+        assert position is not None and set(position.recipients) >= {USER, OTHER}
+        await asyncio.sleep(0.3)
+        assert len(tg.calls("sendPhoto", chat_id=USER)) == 1  # the requester is not sent a second copy
+        tg.send_message("/positions", user_id=USER)
+        call = await tg.wait_for("sendMessage", chat_id=USER, where=lambda c: "Open positions" in c.text)
+        assert "ETHUSDT" in call.text
+        tg.send_message(f"/close {position.id}", user_id=OTHER)  # shared position: only an admin may close
+        call = await tg.wait_for("sendMessage", chat_id=OTHER, where=lambda c: "only an admin" in c.text)
+        tg.send_message(f"/close {position.id}", user_id=ADMIN)
+        call = await tg.wait_for("sendMessage", chat_id=ADMIN, where=lambda c: "Closed #" in c.text)
+        assert not services.store.get(position.id).is_active
