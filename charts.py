@@ -63,10 +63,10 @@ def render_signal_chart(analysis: Analysis, *, candles: int = CANDLES, dpi: int 
         m = len(window)
         _draw_candles(ax, window)
         right = m - 1 + RIGHT_MARGIN
-        _draw_context(ax, analysis.snapshot, start, m, right)
+        ylim = _fit_y(ax, window, analysis)
+        _draw_context(ax, analysis.snapshot, start, m, ylim)
         if isinstance(analysis.result, Signal):
             _draw_trade(ax, analysis.result, m, right)
-        _fit_y(ax, window, analysis)
         ax.set_xlim(-1, right)
         ax.set_title(_title(analysis), fontsize=16, fontweight="bold", loc="left")
         fig.tight_layout()
@@ -94,28 +94,38 @@ def _draw_candles(ax, window: pd.DataFrame) -> None:
     ax.set_facecolor("white")
 
 
-def _draw_context(ax, snap: Snapshot, start: int, m: int, right: float) -> None:
-    for z in snap.zones:
+def _visible(top: float, bottom: float, ylim: tuple[float, float]) -> bool:
+    return bottom <= ylim[1] and top >= ylim[0]
+
+
+def _draw_context(ax, snap: Snapshot, start: int, m: int, ylim: tuple[float, float], max_zones: int = 6) -> None:
+    """Zones (the ``max_zones`` most recent that are in view), OTE, nearest liquidity, structure marks."""
+    zones = [z for z in snap.zones if _visible(z.top, z.bottom, ylim)]
+    zones = sorted(zones, key=lambda z: z.index)[-max_zones:]
+    for z in zones:
         x0 = max(z.index - start, 0)
         colour = _colour(z.direction)
         ax.fill_between([x0, m - 1], z.bottom, z.top, color=colour, alpha=0.13, linewidth=0, zorder=0)
-        ax.text(x0, z.top, f" {z.label}", color=colour, fontsize=9, va="bottom", ha="left", alpha=0.9, clip_on=True)
-    if snap.ote is not None:
+        ax.text(x0 + 0.3, z.top, z.label, color=colour, fontsize=9, va="top", ha="left", alpha=0.95, clip_on=True)
+    if snap.ote is not None and _visible(snap.ote.top, snap.ote.bottom, ylim):
         o = snap.ote
-        ax.fill_between([m - 1 - 12, m - 1], o.bottom, o.top, color="#b58900", alpha=0.12, linewidth=0, zorder=0)
-        ax.text(m - 13, o.bottom, " OTE", color="#8a6a00", fontsize=9, va="top", clip_on=True)
+        ax.fill_between([m - 13, m - 1], o.bottom, o.top, color="#b58900", alpha=0.15, linewidth=0, zorder=0)
+        ax.text(m - 13, o.bottom, "OTE", color="#8a6a00", fontsize=9, va="top", clip_on=True)
     for level in (*snap.pools_above[:3], *snap.pools_below[:3]):
+        if not ylim[0] <= level.price <= ylim[1]:
+            continue
         x0 = max(level.index - start, 0)
         ax.hlines(level.price, x0, m - 1, colors="#555555", linestyles="dashed", linewidth=1.0, alpha=0.7)
-        ax.text(x0, level.price, f"{level.label} ", color="#444444", fontsize=9, va="center", ha="right", clip_on=True)
+        ax.text(x0 + 0.3, level.price, level.label, color="#333333", fontsize=9, va="bottom", ha="left", clip_on=True)
     for mark in snap.structure.marks:
         x0, x1 = mark.swing_index - start, mark.index - start
         if x1 < 0:
             continue
         colour = _colour(mark.direction)
+        va = "bottom" if mark.direction is Direction.BULLISH else "top"
         ax.hlines(mark.level, max(x0, 0), x1, colors=colour, linewidth=1.4)
         ax.text((max(x0, 0) + x1) / 2, mark.level, mark.kind, color=colour, fontsize=9, fontweight="bold",
-                ha="center", va="bottom" if mark.direction is Direction.BULLISH else "top", clip_on=True)  # fmt: skip
+                ha="center", va=va, clip_on=True)  # fmt: skip
 
 
 def _draw_trade(ax, s: Signal, m: int, right: float) -> None:
@@ -138,7 +148,7 @@ def _draw_trade(ax, s: Signal, m: int, right: float) -> None:
         )
 
 
-def _fit_y(ax, window, analysis: Analysis) -> None:
+def _fit_y(ax, window, analysis: Analysis) -> tuple[float, float]:
     """Candles always visible; trade levels always visible; context levels only when close to the candles."""
     low, high = float(window["low"].min()), float(window["high"].max())
     r = analysis.result
@@ -147,3 +157,4 @@ def _fit_y(ax, window, analysis: Analysis) -> None:
         high = max(high, r.sl, r.tp3, r.entry_high)
     pad = 0.04 * (high - low or high * 0.01)
     ax.set_ylim(low - pad, high + pad)
+    return low - pad, high + pad

@@ -135,7 +135,7 @@ class Zone:
     top: float
     bottom: float
     index: int  # bar where the zone formed (for the chart)
-    label: str  # e.g. "bullish OB", "SSIB"
+    label: str  # short chart label: "OB", "FVG", "Breaker", "SIBI", "SSIB"
 
     @property
     def mid(self) -> float:
@@ -407,9 +407,12 @@ def zones_at(objects: Any, bar: int, kind: ZoneKind, *, dead: Sequence[str] = DE
 
 
 def zone_label(kind: ZoneKind, direction: Direction, obj: Any = None) -> str:
+    """Short label; the direction is shown by colour (chart) or words (components)."""
     if kind is ZoneKind.SIBI_SSIB:
         return "SSIB" if direction is Direction.BULLISH else "SIBI"
-    return f"{direction.value} {ZONE_LABELS[kind]}"
+    if kind is ZoneKind.BREAKER and str(getattr(getattr(obj, "kind", None), "value", "")) == "mitigation":
+        return "Mitigation"
+    return ZONE_LABELS[kind]
 
 
 def structure_at(events: Sequence[Any] | None, bar: int, *, keep: int = 6) -> StructureView:
@@ -1021,7 +1024,13 @@ def _components(
     if plan is not None and d is not None:
         for z in _zone_kinds_at_entry(snap, d, plan):
             out.append(
-                Component(z.kind.value, f"{z.label} {_fmt(z.bottom)}-{_fmt(z.top)}", z.direction.value, z.top, z.bottom)
+                Component(
+                    z.kind.value,
+                    f"{z.direction.value} {z.label} {_fmt(z.bottom)}-{_fmt(z.top)}",
+                    z.direction.value,
+                    z.top,
+                    z.bottom,
+                )
             )
     sweeps = [x for x in snap.sweeps if d is None or x[0] is d]
     for favours, level, _ in sweeps[-1:]:
