@@ -1,0 +1,45 @@
+"""The chart renders a valid PNG for every sample symbol, for signals and no-trade results, and closes its figure."""
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+
+import ict_signal_engine as eng
+from charts import render_signal_chart
+from sample_source import SampleSource
+from signal_model import NoTrade, Signal
+from tests.helpers import SAMPLE_DIR
+
+PNG = b"\x89PNG\r\n\x1a\n"
+CLOCK = pd.Timestamp("2026-04-15 00:00", tz="UTC")
+
+
+@pytest.fixture(scope="module")
+def market():
+    return SampleSource(SAMPLE_DIR, clock=lambda: CLOCK)
+
+
+@pytest.mark.parametrize("symbol", ["BTCUSDT", "ETHUSDT", "SOLUSDT"])
+def test_chart_png_for_every_sample_symbol(market, symbol):
+    analysis = eng.analyze(market, symbol, "1h", end=pd.Timestamp("2026-04-10 12:00", tz="UTC"))
+    png = render_signal_chart(analysis)
+    assert png.startswith(PNG) and len(png) > 20_000
+    assert plt.get_fignums() == []
+
+
+def test_chart_of_a_signal_and_of_a_no_trade(market):
+    frames = {tf: market.klines("BTCUSDT", tf, 3000 if tf == "1h" else 1000) for tf in ("1h", "4h", "1d")}
+    prep = eng.prepare(frames, timeframe="1h")
+    kinds = {}
+    for k in range(2999, 2500, -1):
+        result, snap = eng.signal_at(prep, k, symbol="BTCUSDT")
+        kinds.setdefault(type(result), (k, result, snap))
+        if len(kinds) == 2:
+            break
+    assert set(kinds) == {Signal, NoTrade}
+    for k, result, snap in kinds.values():
+        window = {tf: f for tf, f in prep.frames.items()}
+        window["1h"] = prep.frames["1h"].iloc[: k + 1]
+        png = render_signal_chart(eng.Analysis("BTCUSDT", "1h", result, window, snap))
+        assert png.startswith(PNG)
+    assert plt.get_fignums() == []
