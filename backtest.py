@@ -23,15 +23,25 @@ Definitions
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+import pandas as pd
+
+import ict_signal_engine as engine
+import journal
+from position_manager import Position, apply_candle
+from timeframes import INTERVAL_MS, interval_timedelta
 
 logger = logging.getLogger(__name__)
 
@@ -189,10 +199,6 @@ class CausalFrames:
     """
 
     def __init__(self, frames: dict[str, Any], entry_tf: str, *, lookback: int | dict[str, int]) -> None:
-        import pandas as pd
-
-        from timeframes import interval_timedelta
-
         self.frames = frames
         self.entry_tf = entry_tf
         self.lookback = lookback if isinstance(lookback, dict) else dict.fromkeys(frames, lookback)
@@ -206,8 +212,6 @@ class CausalFrames:
         return len(self.entry)
 
     def close_time(self, i: int):
-        import pandas as pd
-
         return pd.Timestamp(self.close_ns[self.entry_tf][i], tz="UTC")
 
     def at(self, i: int) -> dict[str, Any]:
@@ -217,3 +221,545 @@ class CausalFrames:
             end = i + 1 if tf == self.entry_tf else int(np.searchsorted(self.close_ns[tf], cut, side="right"))
             out[tf] = frame.iloc[max(0, end - self.lookback[tf]) : end]
         return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Outcome resolution: the live position state machine over the finest candles available
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CandleArrays:
+    """One interval's candles as numpy arrays (open times and close times in ns since the epoch)."""
+
+    interval: str
+    open_ns: np.ndarray
+    close_ns: np.ndarray
+    o: np.ndarray
+    h: np.ndarray
+    low: np.ndarray
+    c: np.ndarray
+
+    @classmethod
+    def from_frame(cls, frame, interval: str) -> CandleArrays:
+        index = pd.DatetimeIndex(frame.index).as_unit("ns")
+        return cls(
+            interval,
+            index.asi8,
+            (index + interval_timedelta(interval)).as_unit("ns").asi8,
+            *(frame[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close")),
+        )
+
+    def __len__(self) -> int:
+        return len(self.open_ns)
+
+
+def _dt(ns: int) -> datetime:
+    """Aware UTC datetime of an epoch-ns candle time (candle times are whole seconds)."""
+    return datetime.fromtimestamp(int(ns) // 1_000_000_000, tz=UTC)
+
+
+def _ns(moment: datetime) -> int:
+    return round(moment.timestamp() * 1_000_000) * 1000
+
+
+def resolve_position(position, chunks: Iterable[CandleArrays]):
+    """Feed ``position`` through ``position_manager.apply_candle`` on the candles opening at or after its
+    ``last_checked``, chunk after chunk, until it closes.
+
+    ``chunks`` may be lazy and may switch interval (finest first, then the entry timeframe where the finest data
+    ends): each chunk continues at the first of its candles opening at or after the position's ``last_checked``.
+    Returns ``(position, intervals_used)``; the position is still active when the candles ran out first.
+    """
+    used: list[str] = []
+    for arrays in chunks:
+        if not position.is_active:
+            break
+        i = int(np.searchsorted(arrays.open_ns, _ns(position.last_checked), side="left"))
+        n = len(arrays)
+        if i >= n:
+            continue
+        if arrays.interval not in used:
+            used.append(arrays.interval)
+        open_ns, close_ns = arrays.open_ns, arrays.close_ns
+        o, h, low, c = arrays.o, arrays.h, arrays.low, arrays.c
+        while i < n and position.is_active:
+            position, _ = apply_candle(
+                position,
+                _dt(open_ns[i]),
+                float(o[i]),
+                float(h[i]),
+                float(low[i]),
+                float(c[i]),
+                close_time=_dt(close_ns[i]),
+            )
+            i += 1
+    return position, tuple(used)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The replay
+# ---------------------------------------------------------------------------------------------------------------
+
+FINEST_CHUNK = 1000  # finest candles fetched per request while resolving a position
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """A signal the backtest took and what the position state machine made of it."""
+
+    signal: Any  # signal_model.Signal
+    bar: int  # entry-timeframe bar (index in the loaded frame) the signal was computed at
+    position: Any  # position_manager.Position: final state (closed, or still active when the data ended)
+    resolution: tuple[str, ...]  # intervals whose candles resolved it, finest first
+
+    @property
+    def outcome(self):
+        return self.position.outcome
+
+    @property
+    def closed(self) -> bool:
+        return self.position.outcome is not None
+
+    @property
+    def expired(self) -> bool:
+        return self.closed and self.position.outcome.fill_price is None
+
+    @property
+    def traded(self) -> bool:
+        """Filled and closed: counts in the statistics."""
+        return self.closed and not self.expired
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolRun:
+    symbol: str
+    timeframe: str
+    first_bar_time: datetime | None
+    last_bar_time: datetime | None
+    bars: int  # entry-timeframe bars in the tested range
+    evaluated: int  # bars the engine ran on (flat bars only)
+    trades: tuple[Trade, ...]
+    unavailable: tuple[str, ...]  # higher timeframes the source could not serve
+    seconds: float
+
+
+def _evaluate_window(frames: CausalFrames, i: int, *, symbol: str, higher: Sequence[str], config, missing):
+    """The engine on exactly the frames ``analyze(market, symbol, tf, end=close of bar i)`` fetches."""
+    cut = frames.at(i)
+    gone = []
+    for tf in higher:
+        if tf in missing or tf not in cut or len(cut[tf]) == 0:
+            cut.pop(tf, None)
+            gone.append(f"{tf} candles")
+    result = engine.generate_signal(cut, symbol=symbol, timeframe=frames.entry_tf, config=config)
+    if gone:
+        result = replace(result, unavailable=(*result.unavailable, *gone))
+    return result
+
+
+def load_frames(market, symbol: str, timeframe: str, *, start, end, lookback: int):
+    """Entry and higher-timeframe candles for a replay of [start, end] with ``lookback`` candles of history.
+
+    Returns ``(frames, higher, missing)``: ``missing`` = higher timeframes the source cannot serve at all.
+    """
+    step = interval_timedelta(timeframe)
+    entry = market.klines(symbol, timeframe, None, start=start - lookback * step, end=end)
+    frames = {timeframe: entry}
+    higher = engine.higher_timeframes(timeframe)
+    missing = []
+    first = entry.index[0] if len(entry) else start
+    for tf in higher:
+        try:
+            frame = market.klines(symbol, tf, None, start=first - (lookback + 1) * interval_timedelta(tf), end=end)
+        except Exception as exc:
+            if not engine._is_missing_interval(exc):
+                raise
+            frame = None
+        if frame is None or len(frame) == 0:
+            logger.warning("%s %s candles unavailable; the engine runs without them", symbol, tf)
+            missing.append(tf)
+            continue
+        frames[tf] = frame
+    return frames, tuple(higher), tuple(missing)
+
+
+def _finest_chunks(market, symbol: str, timeframe: str, signal, entry: CandleArrays, *, end) -> Iterable[CandleArrays]:
+    """Lazy candles for resolving ``signal``: the finest interval the source has at the signal time, in chunks,
+    then the entry timeframe where the finest data ends."""
+    try:
+        finest = market.finest_interval(symbol, pd.Timestamp(signal.time))
+    except Exception as exc:  # no finer data at that time (sample) or a source error: entry timeframe
+        logger.debug("finest interval for %s at %s unavailable: %s", symbol, signal.time, exc)
+        finest = timeframe
+    if finest != timeframe and INTERVAL_MS.get(finest, 0) < INTERVAL_MS.get(timeframe, 0):
+        cursor = pd.Timestamp(signal.time)
+        while True:
+            try:
+                frame = market.klines(symbol, finest, FINEST_CHUNK, start=cursor, end=end)
+            except Exception as exc:
+                logger.debug("finest candles %s %s from %s: %s", symbol, finest, cursor, exc)
+                break
+            if len(frame) == 0:
+                break
+            chunk = CandleArrays.from_frame(frame, finest)
+            yield chunk
+            cursor = pd.Timestamp(int(chunk.close_ns[-1]), tz="UTC")
+            if len(frame) < FINEST_CHUNK:
+                break
+    yield entry
+
+
+def backtest_symbol(
+    market,
+    symbol: str,
+    timeframe: str,
+    *,
+    start=None,
+    end=None,
+    config=None,
+    lookback: int | None = None,
+    show_progress: bool | None = None,
+) -> SymbolRun:
+    """Replay one symbol (see the module docstring). ``start``/``end``: UTC timestamps of the first/last bar
+    close (default: the source's data, at most the last 365 days; ``end`` default: the source's clock)."""
+    started = time.perf_counter()
+    lookback = lookback or engine.CANDLES_PER_FRAME
+    config = config or engine.EngineConfig()
+    end = pd.Timestamp(end) if end is not None else market.now()
+    start = pd.Timestamp(start) if start is not None else _default_start(market, symbol, end)
+    frames_raw, higher, missing = load_frames(market, symbol, timeframe, start=start, end=end, lookback=lookback)
+    frames = CausalFrames(frames_raw, timeframe, lookback=lookback)
+    entry = CandleArrays.from_frame(frames_raw[timeframe], timeframe)
+    n = len(entry)
+    # first bar: closes at/after start and has a full window of history (as the live analysis has)
+    first = max(int(np.searchsorted(entry.close_ns, start.as_unit("ns").value, side="left")), lookback - 1)
+    bars = max(n - first, 0)
+    progress = Progress(bars, f"{symbol} {timeframe}", enabled=show_progress)
+    trades: list[Trade] = []
+    evaluated = 0
+    i = first
+    while i < n:
+        progress.update(i - first)
+        result = _evaluate_window(frames, i, symbol=symbol, higher=higher, config=config, missing=missing)
+        evaluated += 1
+        if result.direction is None:
+            i += 1
+            continue
+        position = Position.from_signal(result)
+        position, used = resolve_position(position, _finest_chunks(market, symbol, timeframe, result, entry, end=end))
+        trades.append(Trade(result, i, position, used))
+        if position.is_active:
+            break  # the data ended with this position open: one position at a time, so nothing follows
+        # next candidate: the first bar closing at/after the close of the candle that closed the position
+        i = max(i + 1, int(np.searchsorted(entry.close_ns, _ns(position.last_checked), side="left")))
+    progress.close()
+    step = interval_timedelta(timeframe)
+    return SymbolRun(
+        symbol=symbol,
+        timeframe=timeframe,
+        first_bar_time=(frames_raw[timeframe].index[first] + step).to_pydatetime() if bars else None,
+        last_bar_time=(frames_raw[timeframe].index[-1] + step).to_pydatetime() if bars else None,
+        bars=bars,
+        evaluated=evaluated,
+        trades=tuple(trades),
+        unavailable=tuple(f"{tf} candles" for tf in missing),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def _default_start(market, symbol: str, end):
+    """Sample source: the start of the symbol's data (capped at a year before ``end``); Binance: a year back."""
+    year_back = end - pd.Timedelta(days=365)
+    spans = getattr(market, "data_spans", None)
+    if callable(spans):
+        try:
+            first = pd.Timestamp(spans()[symbol][0])
+        except (KeyError, IndexError, TypeError):
+            return year_back
+        return max(first, year_back)
+    return year_back
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Results over several symbols
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestResult:
+    timeframe: str
+    runs: tuple[SymbolRun, ...]
+    seconds: float
+    journal_path: str | None = None
+    equity_path: str | None = None
+
+    @property
+    def trades(self) -> list[Trade]:
+        """All trades in signal-time order."""
+        return sorted((t for run in self.runs for t in run.trades), key=lambda t: (t.signal.time, t.signal.symbol))
+
+    @property
+    def closed_trades(self) -> list[Trade]:
+        """Filled and closed trades in close-time order (the equity curve's order)."""
+        return sorted((t for t in self.trades if t.traded), key=lambda t: (t.outcome.closed_at, t.signal.symbol))
+
+    @property
+    def candles(self) -> int:
+        return sum(run.bars for run in self.runs)
+
+    def stats(self, trades: Sequence[Trade] | None = None) -> Stats:
+        chosen = self.closed_trades if trades is None else trades
+        return stats_of([t.outcome.r_multiple for t in chosen], [t.outcome.highest_target >= 1 for t in chosen])
+
+    def grouped(self, key: Callable[[Trade], str]) -> tuple[tuple[str, Stats], ...]:
+        groups: dict[str, list[Trade]] = {}
+        for trade in self.closed_trades:
+            groups.setdefault(key(trade), []).append(trade)
+        return tuple((name, self.stats(group)) for name, group in sorted(groups.items()))
+
+    def by_direction(self) -> tuple[tuple[str, Stats], ...]:
+        return self.grouped(lambda t: t.signal.direction.value)
+
+    def by_session(self) -> tuple[tuple[str, Stats], ...]:
+        return self.grouped(lambda t: t.signal.session or "none")
+
+    def by_symbol(self) -> tuple[tuple[str, Stats], ...]:
+        return self.grouped(lambda t: t.signal.symbol)
+
+    def to_json(self) -> dict[str, Any]:
+        trades = self.trades
+        return {
+            "timeframe": self.timeframe,
+            "symbols": [run.symbol for run in self.runs],
+            "periods": {run.symbol: [_iso(run.first_bar_time), _iso(run.last_bar_time)] for run in self.runs},
+            "candles": self.candles,
+            "evaluated_bars": sum(run.evaluated for run in self.runs),
+            "signals": len(trades),
+            "closed": sum(t.traded for t in trades),
+            "expired": sum(t.expired for t in trades),
+            "open_at_end": sum(not t.closed for t in trades),
+            "resolution": _resolution_counts(trades),
+            "overall": asdict(self.stats()),
+            "by_direction": {k: asdict(v) for k, v in self.by_direction()},
+            "by_session": {k: asdict(v) for k, v in self.by_session()},
+            "by_symbol": {k: asdict(v) for k, v in self.by_symbol()},
+            "unavailable": {run.symbol: list(run.unavailable) for run in self.runs if run.unavailable},
+            "seconds": self.seconds,
+            "candles_per_second": round(self.candles / self.seconds, 1) if self.seconds > 0 else None,
+            "journal": self.journal_path,
+            "equity_png": self.equity_path,
+        }
+
+    def text(self) -> str:
+        data = self.to_json()
+        lines = [
+            f"Backtest {', '.join(data['symbols'])} {self.timeframe}: {data['candles']} candles "
+            f"({data['evaluated_bars']} evaluated while flat) in {self.seconds:.1f} s "
+            f"({data['candles_per_second']} candles/s)",
+        ]
+        for run in self.runs:
+            lines.append(
+                f"  {run.symbol}: {_iso(run.first_bar_time)} .. {_iso(run.last_bar_time)}"
+                + (f" (without {', '.join(run.unavailable)})" if run.unavailable else "")
+            )
+        lines.append(
+            f"Signals taken {data['signals']}: closed {data['closed']}, expired unfilled {data['expired']}, "
+            f"open at the end {data['open_at_end']}; resolved on "
+            + ", ".join(f"{k}: {v}" for k, v in data["resolution"].items())
+        )
+        lines.append(format_stats_line("all", self.stats()))
+        for title, groups in (("direction", self.by_direction()), ("session", self.by_session())):
+            lines.append(f"By {title}:")
+            lines += [format_stats_line(f"  {name}", s) for name, s in groups]
+        if len(self.runs) > 1:
+            lines.append("By symbol:")
+            lines += [format_stats_line(f"  {name}", s) for name, s in self.by_symbol()]
+        if self.journal_path:
+            lines.append(f"Journal: {self.journal_path}")
+        if self.equity_path:
+            lines.append(f"Equity curve: {self.equity_path}")
+        return "\n".join(lines)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _resolution_counts(trades: Sequence[Trade]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in trades:
+        key = "+".join(t.resolution) or "none"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+class BatchJournal(journal.Journal):
+    """``journal.Journal`` that writes once per ``batch()`` instead of once per change (same records, same files).
+
+    Relies on ``Journal._save`` being the single write point; if that changes, it is merely slower.
+    """
+
+    def __init__(self, path: Path, *, stats_path: Path, fresh: bool = False) -> None:
+        if fresh:
+            Path(path).unlink(missing_ok=True)
+            Path(stats_path).unlink(missing_ok=True)
+        self._deferred = False
+        super().__init__(path, stats_path=stats_path)
+
+    def _save(self) -> None:
+        if not self._deferred:
+            super()._save()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[BatchJournal]:
+        self._deferred = True
+        try:
+            yield self
+        finally:
+            self._deferred = False
+            self._save()
+
+
+def write_journal(path: Path, trades: Sequence[Trade]) -> Path:
+    """Write ``trades`` as a fresh journal in the live format (``journal.Journal``), replacing ``path``.
+
+    Its statistics go to ``<stem>_stats.json`` next to it (the journal's own convention).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book = BatchJournal(path, stats_path=path.with_name(f"{path.stem}_stats.json"), fresh=True)
+    with book.batch():
+        for trade in trades:
+            book.record_signal(trade.signal, at=trade.signal.time)
+            if trade.closed:
+                book.record_outcome(trade.signal.id, trade.outcome)
+    return path
+
+
+def run_backtest(
+    market,
+    symbols: Sequence[str],
+    timeframe: str,
+    *,
+    start=None,
+    end=None,
+    config=None,
+    journal_path: Path | None = None,
+    equity_path: Path | None = None,
+    show_progress: bool | None = None,
+    lookback: int | None = None,
+) -> BacktestResult:
+    """Backtest ``symbols`` on ``timeframe``; write the journal and the equity PNG when paths are given."""
+    started = time.perf_counter()
+    runs = tuple(
+        backtest_symbol(
+            market,
+            symbol,
+            timeframe,
+            start=start,
+            end=end,
+            config=config,
+            lookback=lookback,
+            show_progress=show_progress,
+        )
+        for symbol in symbols
+    )
+    result = BacktestResult(timeframe, runs, round(time.perf_counter() - started, 3))
+    if journal_path is not None:
+        write_journal(journal_path, result.trades)
+    if equity_path is not None:
+        closed = result.closed_trades
+        png = render_equity_png(
+            [t.outcome.closed_at for t in closed],
+            [t.outcome.r_multiple for t in closed],
+            f"{', '.join(symbols)} {timeframe}: cumulative R of {len(closed)} trades",
+        )
+        Path(equity_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(equity_path).write_bytes(png)
+    return BacktestResult(
+        timeframe,
+        runs,
+        result.seconds,
+        None if journal_path is None else str(journal_path),
+        None if equity_path is None else str(equity_path),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CLI: python bot.py backtest SYMBOL[,SYMBOL...] TF [--start] [--end] [--journal] [--equity] [--json]
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _BadArguments(ValueError):
+    """A user error: one line on stderr, exit status 2."""
+
+
+def _parse_time(text: str | None, name: str):
+    if text is None:
+        return None
+    try:
+        moment = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        raise _BadArguments(f"--{name} {text!r} is not a date; use ISO, e.g. 2025-01-31 or 2025-01-31T12:00") from None
+    return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+
+
+def parse_request(args: argparse.Namespace, market) -> tuple[list[str], str, Any, Any]:
+    """(symbols, timeframe, start, end) from the CLI arguments; raises _BadArguments with a one-line reason."""
+    from timeframes import parse_interval
+
+    try:
+        timeframe = parse_interval(args.timeframe)
+    except ValueError as exc:
+        raise _BadArguments(str(exc)) from None
+    names = [s for s in (part.strip() for part in args.symbol.split(",")) if s]
+    if not names:
+        raise _BadArguments("give at least one symbol, e.g. BTCUSDT or BTCUSDT,ETHUSDT")
+    try:
+        symbols = list(dict.fromkeys(market.validate_symbol(s) for s in names))
+    except Exception as exc:
+        if type(exc).__name__ == "InvalidSymbolError":
+            raise _BadArguments(str(exc)) from None
+        raise
+    start, end = _parse_time(args.start, "start"), _parse_time(args.end, "end")
+    if start is not None and end is not None and start >= end:
+        raise _BadArguments("--start must be before --end")
+    return symbols, timeframe, start, end
+
+
+def main(args: argparse.Namespace, settings) -> int:
+    """``python bot.py backtest``: 0 done, 2 bad arguments (one line on stderr), 1 market-data failure."""
+    from market_data import MarketDataError, create_market_data
+
+    data_dir = Path(settings.bot_data_dir)
+    try:
+        market = create_market_data(settings)
+        symbols, timeframe, start, end = parse_request(args, market)
+    except _BadArguments as exc:
+        print(f"backtest: {exc}", file=sys.stderr)
+        return 2
+    except MarketDataError as exc:
+        print(f"backtest: {exc}", file=sys.stderr)
+        return 1
+    journal_path = Path(args.journal) if args.journal else data_dir / "backtest_journal.json"
+    equity_path = Path(args.equity) if args.equity else data_dir / "backtest_equity.png"
+    try:
+        result = run_backtest(
+            market,
+            symbols,
+            timeframe,
+            start=start,
+            end=end,
+            config=engine.EngineConfig.from_settings(settings),
+            journal_path=journal_path,
+            equity_path=equity_path,
+        )
+    except MarketDataError as exc:
+        print(f"backtest: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.to_json(), allow_nan=False))
+    else:
+        print(result.text())
+    return 0
