@@ -1,0 +1,281 @@
+"""Unit tests of the Telegram layer's pure parts: HTML splitting, the sender's retries, parsing, glossary,
+rate limiter, command table, token redaction, report schedule."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+from telegram.error import BadRequest, Forbidden, RetryAfter, TimedOut
+
+import glossary
+import handlers
+import sender
+import telegram_app
+from services import RateLimiter, RecentResults
+
+# -- split_html ----------------------------------------------------------------------------------------------
+
+
+def _balanced(chunk: str) -> bool:
+    stack = []
+    for closing, name in re.findall(r"<(/?)([a-z]+)[^>]*>", chunk):
+        if closing:
+            if not stack or stack.pop() != name:
+                return False
+        else:
+            stack.append(name)
+    return not stack
+
+
+@pytest.mark.parametrize("limit", [50, 200, 4000])
+def test_split_html_respects_limit_keeps_tags_balanced_and_loses_nothing(limit):
+    text = "<b>Title &amp; more</b>\n" + "\n".join(f"<i>line {i}</i> &lt;x&gt; " + "y" * (i % 30) for i in range(300))
+    text += "\n<pre>" + "\n".join("code " * 5 for _ in range(50)) + "</pre>"
+    chunks = sender.split_html(text, limit)
+    assert all(sender.utf16_len(c) <= limit for c in chunks)
+    assert all(_balanced(c) for c in chunks)
+    assert "".join(sender.strip_html(c).replace("\n", "") for c in chunks) == sender.strip_html(text).replace("\n", "")
+
+
+def test_split_html_never_cuts_an_entity_or_a_tag_in_a_long_line():
+    text = ("a&amp;b <b>bold</b> " * 400).strip()
+    chunks = sender.split_html(text, 100)
+    assert len(chunks) > 10
+    for chunk in chunks:
+        assert not re.search(r"&[a-z]*$", chunk) and not re.search(r"<[^>]*$", chunk)
+        assert _balanced(chunk)
+
+
+def test_split_counts_utf16_units_and_short_text_is_one_chunk():
+    assert sender.split_html("hi") == ["hi"]
+    assert sender.split_html("  \n ") == []
+    emoji = "🟢" * 3000  # 6000 UTF-16 units
+    assert all(sender.utf16_len(c) <= 4000 for c in sender.split_html(emoji))
+
+
+def test_escape_and_strip():
+    assert sender.escape("<b>&") == "&lt;b&gt;&amp;"
+    assert sender.strip_html("<b>a &amp; b</b>") == "a & b"
+
+
+# -- Sender against a scripted bot -------------------------------------------------------------------------
+
+
+class ScriptedBot:
+    """Raises the scripted exceptions in order, then succeeds; records what it was asked to send."""
+
+    def __init__(self, *failures: Exception) -> None:
+        self.failures = list(failures)
+        self.sent: list[dict] = []
+
+    async def send_message(self, chat_id, text, **kwargs):
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append({"chat_id": chat_id, "text": text, **kwargs})
+        return SimpleNamespace(message_id=len(self.sent))
+
+    async def send_photo(self, chat_id, photo, **kwargs):
+        return await self.send_message(chat_id, "<photo>", photo=photo, **kwargs)
+
+
+async def _no_sleep(seconds):
+    _no_sleep.slept.append(seconds)
+
+
+async def test_sender_waits_out_retry_after_and_delivers():
+    _no_sleep.slept = []
+    bot = ScriptedBot(RetryAfter(7), RetryAfter(3))
+    result = await sender.Sender(bot, sleep=_no_sleep).text(5, "<b>hi</b>")
+    assert result.ok and len(bot.sent) == 1
+    assert _no_sleep.slept == [7.0, 3.0]
+
+
+async def test_sender_reports_forbidden_and_calls_on_blocked():
+    blocked = []
+
+    async def on_blocked(chat_id):
+        blocked.append(chat_id)
+
+    bot = ScriptedBot(Forbidden("Forbidden: bot was blocked by the user"))
+    result = await sender.Sender(bot, on_blocked=on_blocked, sleep=_no_sleep).text(9, "x")
+    assert result.delivery is sender.Delivery.BLOCKED and blocked == [9]
+
+
+async def test_sender_falls_back_to_plain_text_when_html_is_rejected():
+    bot = ScriptedBot(BadRequest("Can't parse entities: unsupported start tag"))
+    result = await sender.Sender(bot, sleep=_no_sleep).text(1, "<b>a &amp; b</b>")
+    assert result.ok and bot.sent[0]["text"] == "a & b" and bot.sent[0]["parse_mode"] is None
+
+
+async def test_sender_defers_after_persistent_network_errors():
+    _no_sleep.slept = []
+    bot = ScriptedBot(*[TimedOut() for _ in range(sender.MAX_ATTEMPTS)])
+    result = await sender.Sender(bot, sleep=_no_sleep).text(1, "x")
+    assert result.delivery is sender.Delivery.DEFERRED and not bot.sent
+
+
+async def test_sender_splits_long_text_and_puts_the_keyboard_on_the_last_part():
+    bot = ScriptedBot()
+    markup = handlers.signal_keyboard("BTCUSDT", "1h", "BTCUSDT-1h-202601010000-L")
+    result = await sender.Sender(bot, sleep=_no_sleep).text(1, "\n".join(["line " * 20] * 200), reply_markup=markup)
+    assert result.ok and len(bot.sent) > 1
+    assert [m["reply_markup"] is markup for m in bot.sent] == [False] * (len(bot.sent) - 1) + [True]
+
+
+async def test_long_photo_caption_moves_to_a_follow_up_message():
+    bot = ScriptedBot()
+    caption = "<b>x</b>" + "y" * 1500
+    result = await sender.Sender(bot, sleep=_no_sleep).photo(1, b"\x89PNG", caption)
+    assert result.ok
+    assert bot.sent[0]["caption"] is None and "y" * 100 in bot.sent[1]["text"]
+
+
+# -- parsing and formatting --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("btcusdt", "BTCUSDT"), ("BTC/USDT", "BTCUSDT"), ("eth-usdt", "ETHUSDT")]
+)
+def test_parse_symbol_normalises(raw, expected):
+    assert handlers.parse_symbol(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "B", "BTC$", "x" * 40, "\x00\x01"])
+def test_parse_symbol_rejects_garbage_with_a_safe_echo(raw):
+    with pytest.raises(handlers.BadInput) as info:
+        handlers.parse_symbol(raw)
+    assert "\x00" not in str(info.value) and len(str(info.value)) < 200
+
+
+def test_parse_timeframe():
+    assert handlers.parse_timeframe("4H") == "4h"
+    assert handlers.parse_timeframe("1M") == "1M"
+    with pytest.raises(handlers.BadInput):
+        handlers.parse_timeframe("2y")
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [(97123.456, "97,123.46"), (1.23456, "1.2346"), (0.0000123456, "0.000012346"), (None, "-")]
+)
+def test_fmt_price_scales_with_magnitude(value, text):
+    assert handlers.fmt_price(value) == text
+
+
+def test_apply_setting():
+    prefs = handlers.UserPrefs()
+    assert handlers.apply_setting(prefs, "tf", "4h").timeframe == "4h"
+    assert handlers.apply_setting(prefs, "broadcasts", "off").broadcasts is False
+    assert handlers.apply_setting(prefs, "confidence", "70%").min_confidence == 70
+    for key, value in (("tf", "5y"), ("broadcasts", "maybe"), ("confidence", "150"), ("colour", "red")):
+        with pytest.raises(handlers.BadInput):
+            handlers.apply_setting(prefs, key, value)
+
+
+def test_callback_data_fits_telegram_limit_and_forged_data_is_rejected():
+    markup = handlers.signal_keyboard("ABCDEFGHIJKLMNOPQRST", "15m", "ABCDEFGHIJKLMNOPQRST-15m-202601010000-L")
+    for row in markup.inline_keyboard:
+        for button in row:
+            assert len(button.callback_data.encode()) <= 64
+            assert handlers._CALLBACK.fullmatch(button.callback_data)
+    for forged in ("sig|r|BTC USDT|1h", "adm|pause;drop", "set|tf|" + "x" * 50, "", "sig|x|y"):
+        assert not handlers._CALLBACK.fullmatch(forged)
+
+
+# -- the command table ---------------------------------------------------------------------------------------
+
+
+def test_command_table_covers_the_spec_and_is_consistent():
+    table = handlers.commands()
+    names = [spec.name for spec in table]
+    assert len(names) == len(set(names))
+    user = {"start", "help", "signal", "market", "positions", "close", "stats", "journal", "report", "health"}
+    user |= {"subscribe", "unsubscribe", "settings", "explain"}
+    admin = {"admin", "broadcast", "pause", "resume", "scan", "train", "backup", "users", "watchlist"}
+    assert {s.name for s in table if not s.admin} == user
+    assert {s.name for s in table if s.admin} == admin
+    for spec in table:
+        assert spec.usage.startswith(f"/{spec.name}") and spec.description
+        assert re.fullmatch(r"[a-z]{1,32}", spec.name)
+    help_text = handlers.help_text(table, admin=True)
+    assert all(sender.escape(spec.usage) in help_text for spec in table)
+    assert {c.command for c in handlers.menu_commands(table)} == user
+
+
+# -- glossary ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "term",
+    ["OB", "fvg", "BOS", "choch", "MSS", "SIBI", "BISI", "ssib", "BSL", "SSL", "OTE", "killzone", "breaker",
+     "mitigation block", "premium", "discount", "equilibrium", "IFVG", "displacement", "liquidity sweep",
+     "order-block", "Fair Value Gap", "ibsl", "nwog", "whale"],
+)  # fmt: skip
+def test_glossary_knows_every_term_the_bot_uses(term):
+    found = glossary.lookup(term)
+    assert found is not None and len(found.definition) > 40
+
+
+def test_glossary_sibi_is_bearish_and_bisi_bullish():
+    assert "bearish" in glossary.lookup("SIBI").definition.lower()
+    assert "bullish" in glossary.lookup("BISI").definition.lower()
+    assert glossary.lookup("nonsense") is None
+
+
+# -- rate limiter and recent results -------------------------------------------------------------------------
+
+
+def test_rate_limiter_sliding_window_with_injected_clock():
+    now = [0.0]
+    limiter = RateLimiter(2, 60, clock=lambda: now[0])
+    assert limiter.hit(1) is None and limiter.hit(1) is None
+    assert limiter.hit(1) == pytest.approx(60)
+    assert limiter.hit(2) is None  # per user
+    now[0] = 30
+    assert limiter.hit(1) == pytest.approx(30)
+    now[0] = 60.5
+    assert limiter.hit(1) is None
+
+
+def test_recent_results_is_bounded():
+    recent = RecentResults(capacity=2)
+    for key in "abc":
+        recent.put(key, key.upper())
+    assert recent.get("a") is None and recent.get("c") == "C"
+
+
+# -- application helpers -------------------------------------------------------------------------------------
+
+
+def test_file_url_matches_base_url():
+    assert telegram_app.file_url_for("https://api.telegram.org/bot") == "https://api.telegram.org/file/bot"
+    assert telegram_app.file_url_for("http://127.0.0.1:8081/bot") == "http://127.0.0.1:8081/file/bot"
+
+
+def test_token_filter_redacts_urls_in_log_records(caplog):
+    token = "123456:ABCdefGHIjklMNOpqrSTUvwx"
+    record = logging.LogRecord("httpx", logging.INFO, __file__, 1, "POST %s", (f"https://x/bot{token}/getMe",), None)
+    assert telegram_app.TokenFilter(token).filter(record)
+    assert token not in record.getMessage() and "***" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("day", "periods"),
+    [
+        (datetime(2026, 6, 1), ["daily", "weekly", "monthly"]),  # a Monday and the 1st
+        (datetime(2026, 6, 2), ["daily"]),
+        (datetime(2026, 6, 8), ["daily", "weekly"]),
+        (datetime(2026, 7, 1), ["daily", "monthly"]),
+    ],
+)
+def test_report_schedule(day, periods):
+    assert telegram_app.report_periods(day) == periods
+
+
+def test_retry_after_seconds_accepts_int_and_timedelta():
+    assert sender.retry_after_seconds(RetryAfter(5)) == 5
+    assert sender.retry_after_seconds(RetryAfter(timedelta(seconds=2))) == 2
+    assert sender.retry_after_seconds(RetryAfter(10_000)) == sender.MAX_RETRY_AFTER_SECONDS
