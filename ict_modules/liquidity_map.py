@@ -182,31 +182,33 @@ class _Bars:
 
 
 def _equal_clusters(idx: np.ndarray, price: np.ndarray, taken: np.ndarray, tol: np.ndarray) -> list[tuple[int, ...]]:
-    """Clusters of equal pivots (positions into ``idx``), highs orientation (negate prices for lows).
+    """Clusters of equal pivots as positions into ``idx`` (members ascending, the new pivot last), highs
+    orientation (negate prices for lows).
 
-    Monotone stack of resting pivots: an older resting pivot is never lower than a younger one, and the
-    younger one is taken no later, so pivots taken before the current one are popped from the top.
+    Pivot ``i`` joins pivot ``j > i`` when it is still resting at ``j`` (``taken[i]`` is -1 or ``>= idx[j]``) and
+    ``|price[i] - price[j]| <= tol[j]``. Vectorised: candidate pairs come from a price-sorted window search, so
+    the work grows with the number of price-close pairs, not with the square of the pivot count.
     """
-    clusters: list[tuple[int, ...]] = []
-    stack: list[int] = []
-    idx_l, price_l, taken_l, tol_l = idx.tolist(), price.tolist(), taken.tolist(), tol.tolist()
-    for j in range(len(idx_l)):
-        bar, p, t = idx_l[j], price_l[j], tol_l[j]
-        while stack and 0 <= taken_l[stack[-1]] < bar:
-            stack.pop()
-        members = []
-        for s in reversed(stack):
-            ps = price_l[s]
-            if ps > p + t:
-                break
-            if ps >= p - t:
-                members.append(s)
-        if members:
-            clusters.append((*sorted(members), j))
-        while stack and price_l[stack[-1]] < p:
-            stack.pop()
-        stack.append(j)
-    return clusters
+    m = len(idx)
+    if m < 2:
+        return []
+    resting_until = np.where(taken < 0, np.iinfo(np.int64).max, taken)
+    order = np.argsort(price, kind="stable")
+    sorted_price = price[order]
+    lo = np.searchsorted(sorted_price, price - tol, side="left")
+    hi = np.searchsorted(sorted_price, price + tol, side="right")
+    counts = hi - lo
+    total = int(counts.sum())
+    j_of = np.repeat(np.arange(m), counts)
+    i_of = order[lo[j_of] + np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)]
+    ok = (i_of < j_of) & (resting_until[i_of] >= idx[j_of])
+    i_of, j_of = i_of[ok], j_of[ok]
+    if len(i_of) == 0:
+        return []
+    srt = np.lexsort((i_of, j_of))
+    i_of, j_of = i_of[srt], j_of[srt]
+    js, starts = np.unique(j_of, return_index=True)
+    return [(*g, j) for g, j in zip(np.split(i_of, starts[1:]), js.tolist(), strict=True) for g in [g.tolist()]]
 
 
 KINDS = tuple(PoolKind)
