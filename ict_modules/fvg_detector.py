@@ -75,10 +75,10 @@ class FVG:
         )
 
 
-def _found(pos: np.ndarray, n: int) -> list[int | None]:
-    """Bars as Python ints, ``None`` where the search ran off the end (``n``)."""
+def _found(pos: np.ndarray) -> list[int | None]:
+    """Bars as Python ints, ``None`` where the search found nothing (``-1``)."""
     out = pos.astype(object)
-    out[pos >= n] = None
+    out[pos < 0] = None
     return out.tolist()
 
 
@@ -93,65 +93,88 @@ def detect_fvgs(candles: pd.DataFrame, *, min_size_atr: float = 0.1, atr_length:
     Returns:
         FVGs ordered by ``index`` (at most one per bar: a bar cannot be both a bullish and a bearish c3).
     """
+    a = fvg_arrays(candles, min_size_atr=min_size_atr, atr_length=atr_length)
+    bull_d, bear_d = Direction.BULLISH, Direction.BEARISH
+    return [
+        FVG(bull_d if d > 0 else bear_d, t, b, i, i - 1, sz, i, tc, c, f, v)
+        for d, i, t, b, sz, tc, c, f, v in zip(
+            a.sign.tolist(),
+            a.index.tolist(),
+            a.top.tolist(),
+            a.bottom.tolist(),
+            a.size_atr.tolist(),
+            _found(a.touched_at),
+            _found(a.ce_touched_at),
+            _found(a.filled_at),
+            _found(a.inverted_at),
+            strict=True,
+        )
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class FVGArrays:
+    """The FVGs of :func:`detect_fvgs` as parallel arrays in bar order (state bars ``-1`` = not yet)."""
+
+    sign: np.ndarray  # int8: +1 bullish, -1 bearish
+    index: np.ndarray  # int64: c3
+    top: np.ndarray
+    bottom: np.ndarray
+    size_atr: np.ndarray
+    touched_at: np.ndarray
+    ce_touched_at: np.ndarray
+    filled_at: np.ndarray
+    inverted_at: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def select(self, mask: np.ndarray) -> FVGArrays:
+        return FVGArrays(*(getattr(self, f)[mask] for f in self.__dataclass_fields__))
+
+
+def fvg_arrays(candles: pd.DataFrame, *, min_size_atr: float = 0.1, atr_length: int = 14) -> FVGArrays:
+    """:func:`detect_fvgs` without building objects (for detectors that filter gaps further)."""
     if min_size_atr < 0:
         raise ValueError("min_size_atr must be >= 0")
     _, high, low, close, _ = ohlcv_arrays(candles)
     n = len(close)
+    empty_i, empty_f = np.empty(0, dtype=np.int64), np.empty(0)
     if n < 3:
-        return []
+        return FVGArrays(np.empty(0, dtype=np.int8), empty_i, empty_f, empty_f, empty_f, *(empty_i,) * 4)
     yard = atr(high, low, close, length=atr_length)[:-2]  # ATR[i-2] for i = 2..n-1
-    c1_high, c1_low = high[:-2], low[:-2]
-    c3_high, c3_low = high[2:], low[2:]
-    bull_size = c3_low - c1_high
-    bear_size = c1_low - c3_high
+    bull_size = low[2:] - high[:-2]
+    bear_size = low[:-2] - high[2:]
     with np.errstate(invalid="ignore", divide="ignore"):
         bull = (bull_size > 0) & (bull_size >= min_size_atr * yard)
         bear = (bear_size > 0) & (bear_size >= min_size_atr * yard)
-    bull_i = np.flatnonzero(bull) + 2
-    bear_i = np.flatnonzero(bear) + 2
-    if len(bull_i) + len(bear_i) == 0:
-        return []
-
-    # bullish: gap (high[i-2], low[i]); price comes back down into it
-    b_top, b_bot = low[bull_i], high[bull_i - 2]
-    lows, closes_min = sparse_table(low, maximum=False), sparse_table(close, maximum=False)
-    b_touch = first_beyond(lows, bull_i + 1, b_top, above=False, strict=False)
-    b_ce = first_beyond(
-        lows, bull_i + 1, (b_top + b_bot) / 2.0 + CE_TOLERANCE * (b_top - b_bot), above=False, strict=False
-    )
-    b_fill = first_beyond(lows, bull_i + 1, b_bot, above=False, strict=False)
-    b_inv = first_beyond(closes_min, bull_i + 1, b_bot, above=False, strict=True)
-    # bearish: gap (high[i], low[i-2]); price comes back up into it
-    s_top, s_bot = low[bear_i - 2], high[bear_i]
-    highs, closes_max = sparse_table(high, maximum=True), sparse_table(close, maximum=True)
-    s_touch = first_beyond(highs, bear_i + 1, s_bot, above=True, strict=False)
-    s_ce = first_beyond(
-        highs, bear_i + 1, (s_top + s_bot) / 2.0 - CE_TOLERANCE * (s_top - s_bot), above=True, strict=False
-    )
-    s_fill = first_beyond(highs, bear_i + 1, s_top, above=True, strict=False)
-    s_inv = first_beyond(closes_max, bear_i + 1, s_top, above=True, strict=True)
-
-    bull_n = len(bull_i)
-    idx = np.concatenate((bull_i, bear_i))
-    order = np.argsort(idx, kind="stable")
-    top = np.concatenate((b_top, s_top))[order]
-    bot = np.concatenate((b_bot, s_bot))[order]
-    columns = (
-        np.where(order < bull_n, 1, -1).tolist(),
-        idx[order].tolist(),
-        top.tolist(),
-        bot.tolist(),
-        ((top - bot) / yard[idx[order] - 2]).tolist(),
-        *(
-            _found(np.concatenate(pair)[order], n)
-            for pair in ((b_touch, s_touch), (b_ce, s_ce), (b_fill, s_fill), (b_inv, s_inv))
-        ),
-    )
-    bull_d, bear_d = Direction.BULLISH, Direction.BEARISH
-    return [
-        FVG(bull_d if d > 0 else bear_d, t, b, i, i - 1, sz, i, tc, c, f, v)
-        for d, i, t, b, sz, tc, c, f, v in zip(*columns, strict=True)
-    ]
+    index = np.flatnonzero(bull | bear) + 2
+    sign = np.where(bull[index - 2], 1, -1).astype(np.int8)
+    up = sign > 0
+    top = np.where(up, low[index], low[index - 2])
+    bottom = np.where(up, high[index - 2], high[index])
+    size_atr = (top - bottom) / yard[index - 2]
+    states = [np.full(len(index), -1, dtype=np.int64) for _ in range(4)]
+    for mask, bull_side in ((up, True), (~up, False)):
+        if not mask.any():
+            continue
+        starts, t, b = index[mask] + 1, top[mask], bottom[mask]
+        if bull_side:  # price comes back down into the gap
+            wicks, closes = sparse_table(low, maximum=False), sparse_table(close, maximum=False)
+            near, ce, far = t, (t + b) / 2.0 + CE_TOLERANCE * (t - b), b
+        else:  # price comes back up into the gap
+            wicks, closes = sparse_table(high, maximum=True), sparse_table(close, maximum=True)
+            near, ce, far = b, (t + b) / 2.0 - CE_TOLERANCE * (t - b), t
+        above = not bull_side
+        found = (
+            first_beyond(wicks, starts, near, above=above, strict=False),
+            first_beyond(wicks, starts, ce, above=above, strict=False),
+            first_beyond(wicks, starts, far, above=above, strict=False),
+            first_beyond(closes, starts, far, above=above, strict=True),
+        )
+        for out, pos in zip(states, found, strict=True):
+            out[mask] = np.where(pos < n, pos, -1)
+    return FVGArrays(sign, index.astype(np.int64), top, bottom, size_atr, *states)
 
 
 def fill_fractions(fvgs: Sequence[FVG], candles: pd.DataFrame, bar: int) -> np.ndarray:
