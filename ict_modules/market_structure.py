@@ -159,19 +159,13 @@ def last_true_index(mask: np.ndarray) -> np.ndarray:
 
 
 def _sweep_mask(
-    values: np.ndarray, points: list[SwingPoint], breaks: list[tuple[int, SwingPoint]], n: int, *, above: bool
+    values: np.ndarray, conf: np.ndarray, prices: np.ndarray, broken: np.ndarray, n: int, *, above: bool
 ) -> np.ndarray:
     """Bars that trade beyond the reference swing of their side (the latest confirmed before the bar) while that
-    swing had not been broken by an earlier close: liquidity taken (the breaking bar itself counts)."""
-    mask = np.zeros(n, dtype=bool)
-    if not points or n == 0:
-        return mask
-    conf = np.array([p.confirmed_at for p in points], dtype=np.int64)
-    prices = np.array([p.price for p in points])
-    broken = np.full(len(points), n, dtype=np.int64)
-    position = {p.index: k for k, p in enumerate(points)}
-    for bar, p in breaks:
-        broken[position[p.index]] = bar
+    swing had not been broken by an earlier close (``broken``: its breaking bar, ``n`` if never): liquidity taken
+    (the breaking bar itself counts)."""
+    if len(conf) == 0 or n == 0:
+        return np.zeros(n, dtype=bool)
     bars = np.arange(n)
     ref = np.searchsorted(conf, bars, side="left") - 1
     has = ref >= 0
@@ -180,18 +174,13 @@ def _sweep_mask(
     return has & beyond & (broken[ref] >= bars)
 
 
-def _breaks(
-    points: list[SwingPoint], close_table: list[np.ndarray], n: int, *, above: bool
-) -> list[tuple[int, SwingPoint]]:
-    """(breaking bar, swing) for every swing of one side broken by a close inside its window."""
-    if not points:
-        return []
-    conf = np.array([p.confirmed_at for p in points], dtype=np.int64)
-    prices = np.array([p.price for p in points])
+def _breaks(conf: np.ndarray, prices: np.ndarray, close_table: list[np.ndarray], n: int, *, above: bool) -> np.ndarray:
+    """Per swing of one side, the bar whose close first breaks it inside its window, else ``n``."""
+    if len(conf) == 0:
+        return conf
     window_end = np.append(conf[1:], n - 1)  # inclusive: replaced by the next swing after its confirmation bar
     first = first_beyond(close_table, conf + 1, prices, above=above)
-    hit = first <= window_end
-    return [(int(first[k]), points[k]) for k in np.flatnonzero(hit)]
+    return np.where(first <= window_end, first, n)
 
 
 def detect_market_structure(
@@ -223,9 +212,11 @@ def detect_market_structure(
     if swings is None:
         length = level_lengths(level, internal_length, swing_length)
         swings = detect_swing_points(candles, left=length, right=length)
-    highs = [p for p in swings if p.kind is SwingKind.HIGH]
-    lows = [p for p in swings if p.kind is SwingKind.LOW]
-    if n == 0 or not (highs or lows):
+    is_high = np.array([p.kind is SwingKind.HIGH for p in swings], dtype=bool)
+    index = np.array([p.index for p in swings], dtype=np.int64)
+    price = np.array([p.price for p in swings], dtype=np.float64)
+    conf = np.array([p.confirmed_at for p in swings], dtype=np.int64)
+    if n == 0 or len(index) == 0:
         return []
     high = candles["high"].to_numpy(dtype=np.float64)
     low = candles["low"].to_numpy(dtype=np.float64)
@@ -234,19 +225,23 @@ def detect_market_structure(
     last_bear_disp = last_true_index(disp < 0)
     if tables is None:
         tables = candle_tables(candles)
-    high_breaks = _breaks(highs, tables["close_max"], n, above=True)
-    low_breaks = _breaks(lows, tables["close_min"], n, above=False)
-    last_ssl_sweep = last_true_index(_sweep_mask(low, lows, low_breaks, n, above=False))  # sell-side taken
-    last_bsl_sweep = last_true_index(_sweep_mask(high, highs, high_breaks, n, above=True))  # buy-side taken
+    hi_sel, lo_sel = np.flatnonzero(is_high), np.flatnonzero(~is_high)
+    hi_break = _breaks(conf[hi_sel], price[hi_sel], tables["close_max"], n, above=True)
+    lo_break = _breaks(conf[lo_sel], price[lo_sel], tables["close_min"], n, above=False)
+    # sell-side / buy-side liquidity taken per bar
+    ssl = _sweep_mask(low, conf[lo_sel], price[lo_sel], lo_break, n, above=False)
+    bsl = _sweep_mask(high, conf[hi_sel], price[hi_sel], hi_break, n, above=True)
+    last_ssl_sweep, last_bsl_sweep = last_true_index(ssl), last_true_index(bsl)
 
-    raw = [(bar, 0, p) for bar, p in high_breaks] + [(bar, 1, p) for bar, p in low_breaks]
-    if not raw:
+    hit_hi, hit_lo = hi_break < n, lo_break < n
+    bars = np.concatenate((hi_break[hit_hi], lo_break[hit_lo]))
+    if len(bars) == 0:
         return []
-    raw.sort(key=lambda t: (t[0], t[1]))
-
-    bars = np.array([t[0] for t in raw], dtype=np.int64)
-    bullish = np.array([t[1] == 0 for t in raw])
-    pivots = np.array([t[2].index for t in raw], dtype=np.int64)
+    which = np.concatenate((hi_sel[hit_hi], lo_sel[hit_lo]))  # position of the broken swing
+    bullish = np.concatenate((np.ones(hit_hi.sum(), dtype=bool), np.zeros(hit_lo.sum(), dtype=bool)))
+    order = np.lexsort((~bullish, bars))  # bar order, a bullish break first on a shared bar
+    bars, which, bullish = bars[order], which[order], bullish[order]
+    pivots = index[which]
     leg = np.where(
         bullish,
         range_argextreme(tables["low_min"], pivots + 1, bars, maximum=False),
@@ -263,11 +258,9 @@ def detect_market_structure(
     kind_of = (StructureKind.BOS, StructureKind.CHOCH, StructureKind.MSS)
     direction_of = (Direction.BEARISH, Direction.BULLISH)
     return [
-        StructureEvent(
-            kind_of[kd], direction_of[bu], level, pv, t[2].price, br, lg, sw if sd else None, dp if hd else None
-        )
-        for t, kd, bu, pv, br, lg, sw, sd, dp, hd in zip(
-            raw,
+        StructureEvent(kind_of[kd], direction_of[bu], level, pv, pr, br, lg, sw if sd else None, dp if hd else None)
+        for pr, kd, bu, pv, br, lg, sw, sd, dp, hd in zip(
+            price[which].tolist(),
             kinds.tolist(),
             bullish.tolist(),
             pivots.tolist(),
