@@ -160,6 +160,10 @@ class Series:
         """The span that holds the candle closing at ``boundary`` (``start < boundary <= end``)."""
         return next((s for s in self.spans if s[0] < boundary <= s[1]), None)
 
+    def overlaps(self, start: pd.Timestamp, end: pd.Timestamp) -> bool:
+        """True when some span shares time with ``[start, end)``."""
+        return any(a < end and b > start for a, b in self.spans)
+
     def describe(self) -> str:
         return ", ".join(f"{format_time(a)} to {format_time(b)}" for a, b in self.spans) or "nothing"
 
@@ -318,24 +322,23 @@ class SampleSource:
         boundary = candle_open_time(cutoff, interval)  # candles opening before it have closed by the cutoff
         series = self.series(symbol, interval)
         index = series.candles.index
-        if start is not None:
+        if start is not None:  # what the data has in [start, cutoff]; an error only when it has nothing there
             start = to_utc(start)
-            if start < boundary:
-                self._covering_span(series, symbol, interval, boundary)
             chosen = series.candles[(index >= start) & (index < boundary)]
+            if chosen.empty and start < boundary and not series.overlaps(start, boundary):
+                raise self._no_data(series, symbol, interval, f"from {format_time(start)} to {format_time(boundary)}")
             return (chosen if limit is None else chosen.iloc[:limit]).copy()
-        first, _ = self._covering_span(series, symbol, interval, boundary)
-        return series.candles[(index >= first) & (index < boundary)].iloc[-limit:].copy()
+        span = series.span_closing(boundary)  # the latest candle must be in the data: never a stale window
+        if span is None:
+            raise self._no_data(series, symbol, interval, f"closing at {format_time(boundary)}")
+        return series.candles[(index >= span[0]) & (index < boundary)].iloc[-limit:].copy()
 
     @staticmethod
-    def _covering_span(series: Series, symbol: str, interval: str, boundary: pd.Timestamp) -> Span:
-        span = series.span_closing(boundary)
-        if span is None:
-            raise MarketDataError(
-                f"No sample data for {symbol} {interval} candles closing at {format_time(boundary)}; "
-                f"the data covers {series.describe()} (set SAMPLE_START inside it)"
-            )
-        return span
+    def _no_data(series: Series, symbol: str, interval: str, when: str) -> MarketDataError:
+        return MarketDataError(
+            f"No sample data for {symbol} {interval} candles {when}; "
+            f"the data covers {series.describe()} (set SAMPLE_START inside it)"
+        )
 
     def finest_interval(self, symbol: str, start: object) -> str:
         """The finest interval whose file covers ``start`` (first open <= start <= last close)."""

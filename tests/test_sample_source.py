@@ -185,6 +185,14 @@ def test_start_returns_candles_from_start(shared):
     assert source.klines("SOLUSDT", "1h", None, start=T("2026-04-01 11:30", tz="UTC")).empty  # 12:00 has not closed
 
 
+def test_start_returns_what_the_data_has_and_fails_only_on_nothing(shared):
+    source = at(shared, "2026-04-01 12:00")
+    tail = source.klines("BTCUSDT", "1m", None, start=T("2025-07-23 23:57", tz="UTC"))  # the 1m file ends 23:59
+    assert list(tail.index.minute) == [57, 58, 59]
+    with pytest.raises(MarketDataError, match="No sample data for BTCUSDT 1m candles from 2025-07-24 00:00"):
+        source.klines("BTCUSDT", "1m", None, start=T("2025-07-24", tz="UTC"))
+
+
 def test_replay_clock_advances_at_speed():
     ticks = iter([100.0, 100.0, 130.0])
     clock = replay_clock(T("2026-04-01", tz="UTC"), 60, monotonic=lambda: next(ticks))
