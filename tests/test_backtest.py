@@ -1,0 +1,275 @@
+"""Backtest: equality with the slow bar-by-bar analysis, no lookahead, outcome resolution, journal, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import backtest
+import ml_engine
+from backtest import CandleArrays, backtest_symbol, resolve_position, run_backtest
+from ict_signal_engine import analyze
+from journal import Journal
+from position_manager import Position, PositionState, apply_candle
+from sample_source import SampleSource
+from signal_model import Signal, TradeDirection
+from tests.helpers import make_candles
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = pd.Timestamp("2026-01-01", tz="UTC")
+# inside the bundled 1m BTCUSDT data (2025-05-31 .. 2025-07-23): outcomes resolve on 1m candles
+START = pd.Timestamp("2025-06-02 00:00", tz="UTC")
+END = pd.Timestamp("2025-06-06 00:00", tz="UTC")
+
+
+@pytest.fixture(scope="module")
+def market():
+    return SampleSource(ROOT / "data" / "sample", clock=lambda: NOW)
+
+
+@pytest.fixture(scope="module")
+def run(market):
+    return backtest_symbol(market, "BTCUSDT", "1h", start=START, end=END, show_progress=False)
+
+
+# --- the fast path equals the slow bar-by-bar way ------------------------------------------------------------
+
+
+def slow_backtest(market, symbol: str, timeframe: str, start, end):
+    """Reference: at every bar close T, first feed the open position the 1m candles closed by T (fetched from the
+    market one bar at a time), then, when flat, run the live ``analyze`` as of T."""
+    trades, position = [], None
+    step = pd.Timedelta(timeframe)
+    t = start
+    while t <= end:
+        if position is not None and position.is_active:
+            candles = market.klines(symbol, "1m", None, start=t - step, end=t)
+            for ts, row in candles.iterrows():
+                position, _ = apply_candle(
+                    position, ts.to_pydatetime(), row.open, row.high, row.low, row.close,
+                    close_time=(ts + pd.Timedelta("1min")).to_pydatetime(),
+                )  # fmt: skip
+                if not position.is_active:
+                    break
+            trades[-1] = (trades[-1][0], position)
+        if position is None or not position.is_active:
+            result = analyze(market, symbol, timeframe, end=t).result
+            if result.direction is not None:
+                position = Position.from_signal(result)
+                trades.append((result, position))
+        t += step
+    return trades
+
+
+def test_fast_path_equals_the_slow_bar_by_bar_way(market, run):
+    slow = slow_backtest(market, "BTCUSDT", "1h", START, END)
+    assert len(run.trades) >= 3, "the sample period should produce signals"
+    assert len(slow) == len(run.trades)
+    for trade, (signal, position) in zip(run.trades, slow, strict=True):
+        assert trade.signal.to_json() == signal.to_json()
+        if position.is_active:  # the slow loop stops at END; the fast one may resolve beyond it
+            assert trade is run.trades[-1]
+            continue
+        assert trade.position.outcome == position.outcome
+        assert trade.resolution == ("1m",)
+
+
+def test_evaluated_bars_equal_the_live_analysis(market, run):
+    """Every bar the engine ran on (not only the signals) equals ``analyze`` at that bar's close."""
+    frames, higher, missing = backtest.load_frames(market, "BTCUSDT", "1h", start=START, end=END, lookback=500)
+    causal = backtest.CausalFrames(frames, "1h", lookback=500)
+    first = int(frames["1h"].index.searchsorted(START - pd.Timedelta("1h")))
+    for i in range(first, first + 6):
+        fast = backtest._evaluate_window(causal, i, symbol="BTCUSDT", higher=higher, config=None, missing=missing)
+        slow = analyze(market, "BTCUSDT", "1h", end=causal.close_time(i)).result
+        assert fast.to_json() == slow.to_json()
+
+
+def test_one_position_at_a_time(run):
+    for before, after in zip(run.trades, run.trades[1:], strict=False):
+        assert before.closed
+        assert after.signal.time >= before.position.last_checked
+
+
+# --- no lookahead ----------------------------------------------------------------------------------------------
+
+
+def test_appending_candles_never_changes_earlier_decisions(market, run):
+    shorter = backtest_symbol(
+        market, "BTCUSDT", "1h", start=START, end=END - pd.Timedelta(hours=30), show_progress=False
+    )
+    assert 0 < len(shorter.trades) < len(run.trades) or len(shorter.trades) == len(run.trades)
+    for short, full in zip(shorter.trades, run.trades, strict=False):
+        assert short.signal.to_json() == full.signal.to_json()
+        if short.closed:
+            assert short.position.outcome == full.position.outcome
+    assert shorter.evaluated <= run.evaluated
+
+
+# --- outcome resolution on hand-built paths --------------------------------------------------------------------
+
+
+def hand_signal(*, entry=100.0, low=None, sl=95.0, tps=(110.0, 120.0, 130.0), short=False) -> Signal:
+    s = -1 if short else 1
+    return Signal(
+        symbol="TESTUSDT",
+        timeframe="1h",
+        direction=TradeDirection.SHORT if short else TradeDirection.LONG,
+        entry=entry,
+        entry_low=low if low is not None else entry,
+        entry_high=entry if not short or low is None else entry + (entry - low),
+        sl=entry - s * (entry - sl) if not short else entry + (entry - sl),
+        tp1=entry + s * (tps[0] - entry),
+        tp2=entry + s * (tps[1] - entry),
+        tp3=entry + s * (tps[2] - entry),
+        time=datetime(2024, 1, 1, tzinfo=UTC),
+        rule_confidence=50.0,
+    )
+
+
+def arrays(rows, *, freq="1h", start="2024-01-01 00:00") -> CandleArrays:
+    return CandleArrays.from_frame(make_candles(rows, start=start, freq=freq), freq.replace("min", "m"))
+
+
+def test_tp1_then_back_to_break_even():
+    pos, used = resolve_position(
+        Position.from_signal(hand_signal()),
+        [arrays([(100, 104, 99, 103), (103, 111, 102, 108), (108, 109, 99.5, 100)])],
+    )
+    out = pos.outcome
+    assert (out.reason, out.highest_target, out.r_multiple) == (PositionState.BE, 1, 0.0)
+    assert ml_engine.label_of({"outcome": out.to_json()}) == (1, 0.0)
+    assert used == ("1h",)
+
+
+def test_stop_counts_first_when_one_candle_touches_both():
+    pos, _ = resolve_position(Position.from_signal(hand_signal()), [arrays([(100, 131, 94, 100)])])
+    assert pos.outcome.reason is PositionState.SL and pos.outcome.r_multiple == -1.0
+    assert ml_engine.label_of({"outcome": pos.outcome.to_json()}) == (0, -1.0)
+
+
+def test_short_runs_to_tp3():
+    sig = hand_signal(short=True)
+    pos, _ = resolve_position(Position.from_signal(sig), [arrays([(100, 101, 89, 90), (90, 91, 69, 70)])])
+    assert pos.outcome.reason is PositionState.TP3 and pos.outcome.r_multiple == pytest.approx(6.0)
+
+
+def test_finest_candles_then_the_entry_timeframe_where_they_end():
+    """1m candles cover the first two minutes only; the 1h candles continue from the next hour."""
+    fine = arrays([(100, 101, 99, 100), (100, 102, 99, 101)], freq="1min")
+    coarse = arrays([(100, 103, 98, 101), (101, 111, 100, 109), (109, 121, 108, 115), (115, 116, 94, 95)])
+    pos, used = resolve_position(Position.from_signal(hand_signal()), [fine, coarse])
+    assert used == ("1m", "1h")
+    # the 00:00 hour opened before the minutes ended (00:02): the hours continue at 01:00 (TP1), 02:00 (TP2),
+    # 03:00 (back to the break-even stop)
+    assert pos.outcome.reason is PositionState.BE and pos.outcome.highest_target == 2
+
+
+def test_pending_limit_entry_expires_unfilled():
+    sig = hand_signal(entry=100.0, low=99.0)
+    pos = Position.from_signal(sig)
+    assert pos.state is PositionState.PENDING
+    rows = [(102, 104, 101, 103)] * 12
+    pos, _ = resolve_position(pos, [arrays(rows)])
+    assert pos.outcome.reason is PositionState.EXPIRED and pos.outcome.fill_price is None
+    assert ml_engine.label_of({"outcome": pos.outcome.to_json()}) is None
+
+
+def test_position_still_open_when_the_data_ends():
+    pos, _ = resolve_position(Position.from_signal(hand_signal()), [arrays([(100, 104, 99, 103)])])
+    assert pos.is_active and pos.outcome is None
+
+
+# --- journal, summary, CLI --------------------------------------------------------------------------------------
+
+
+def test_journal_in_the_live_format_feeds_the_ml(tmp_path, market):
+    result = run_backtest(
+        market,
+        ["BTCUSDT"],
+        "1h",
+        start=START,
+        end=START + pd.Timedelta(hours=40),
+        journal_path=tmp_path / "bt.json",
+        equity_path=tmp_path / "eq.png",
+        show_progress=False,
+    )
+    book = Journal(tmp_path / "bt.json")
+    records = book.records()
+    assert [r["id"] for r in records] == [t.signal.id for t in result.trades]
+    closed = [r for r in records if r["outcome"]]
+    assert len(closed) == sum(t.closed for t in result.trades)
+    assert book.stats().overall.closed == result.stats().trades
+    assert len(ml_engine.extract_samples(records)) == sum(
+        t.traded and (t.outcome.highest_target >= 1 or t.outcome.reason is PositionState.SL) for t in result.trades
+    )
+    assert (tmp_path / "eq.png").read_bytes().startswith(b"\x89PNG")
+    summary = result.to_json()
+    json.dumps(summary, allow_nan=False)
+    assert summary["signals"] == len(result.trades)
+    assert set(summary["overall"]) >= {"win_rate", "average_r", "profit_factor", "expectancy_r", "max_drawdown_r"}
+
+
+def _env(tmp_path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM", "BINANCE", "SAMPLE"))}
+    env.update(MARKET_DATA="sample", BOT_DATA_DIR=str(tmp_path), SAMPLE_START="2026-01-01T00:00:00Z")
+    env.update(SAMPLE_SPEED="0", PYTHONHASHSEED="0")
+    return env
+
+
+def test_cli_json_is_one_object_and_signals_equal_the_signal_cli(tmp_path):
+    """Both commands as a user runs them (same PYTHONHASHSEED: the engine's tie-breaking between equal-price
+    target labels depends on string hashing)."""
+    env = _env(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "bot.py", "backtest", "BTCUSDT", "1h", "--start", "2025-06-02", "--end", "2025-06-05",
+         "--json"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)  # exactly one JSON object on stdout
+    assert summary["signals"] >= 2 and summary["journal"] and summary["equity_png"]
+    records = Journal(tmp_path / "backtest_journal.json").records()
+    assert len(records) == summary["signals"] and (tmp_path / "backtest_equity.png").exists()
+    for record in (records[0], records[-1]):
+        sig = subprocess.run(
+            [sys.executable, "bot.py", "signal", "BTCUSDT", "1h", "--at", record["signal"]["time"], "--json"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert sig.returncode == 0, sig.stderr
+        assert json.loads(sig.stdout) == record["signal"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["backtest", "BTCUSDT", "7x"], "unknown timeframe"),
+        (["backtest", "NOPEUSDT", "1h"], "Unknown symbol"),
+        (["backtest", "BTCUSDT", "1h", "--start", "yesterdayish"], "not a date"),
+        (["backtest", "BTCUSDT", "1h", "--start", "2025-02-01", "--end", "2025-01-01"], "before --end"),
+    ],
+)
+def test_cli_bad_arguments_exit_2_with_one_line(tmp_path, monkeypatch, capsys, argv, fragment):
+    import bot
+
+    for key, value in _env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    assert bot.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and "\n" not in err
+
+
+def test_expected_next_bar_after_close():
+    """The next candidate bar is the first whose close is at or after the closing candle's close."""
+    close = datetime(2024, 1, 1, 10, 37, tzinfo=UTC)
+    closes = pd.date_range("2024-01-01 01:00", periods=24, freq="1h", tz="UTC").as_unit("ns").asi8
+    nxt = int(closes.searchsorted(backtest._ns(close), side="left"))
+    assert pd.Timestamp(closes[nxt], tz="UTC") == pd.Timestamp("2024-01-01 11:00", tz="UTC")
+    assert backtest._dt(backtest._ns(close)) == close and close - timedelta(0) == close
