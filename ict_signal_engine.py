@@ -63,6 +63,9 @@ class EngineConfig:
             part of the current setup.
         min_target_gap_r: consecutive targets are at least this many R apart.
         swing_length: pivot length (bars) of the swing points the engine uses for the protecting structure.
+        entry_model_max_age: an entry model older than this many bars is ignored (entry_models expires them too).
+        zone_range_atr: zones farther than this many ATRs from the close are not read (they can neither carry the
+            entry nor be drawn).
     """
 
     min_risk_reward: float = 1.5
@@ -75,6 +78,8 @@ class EngineConfig:
     recent_bars: int = 20
     min_target_gap_r: float = 0.5
     swing_length: int = 5
+    entry_model_max_age: int = 50
+    zone_range_atr: float = 12.0
 
     def __post_init__(self) -> None:
         if not self.min_risk_reward > 0:
@@ -116,6 +121,12 @@ class ZoneKind(StrEnum):
     SMZ = "smz"
 
 
+ZONE_DETECTORS = (
+    ("order_blocks", ZoneKind.ORDER_BLOCK),
+    ("breaker_blocks", ZoneKind.BREAKER),
+    ("fvg", ZoneKind.FVG),
+    ("sibi_ssib", ZoneKind.SIBI_SSIB),
+)
 ZONE_LABELS = {
     ZoneKind.ORDER_BLOCK: "OB",
     ZoneKind.BREAKER: "Breaker",
@@ -179,7 +190,7 @@ class EntryModelView:
     index: int
     top: float | None = None
     bottom: float | None = None
-    detail: str = ""
+    stop: float | None = None  # the model's protecting structure
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +259,13 @@ def _spec(name: str, module: str, function: str, options: Any = None, *, higher:
 REGISTRY: tuple[DetectorSpec, ...] = (
     _spec("swing_points", "swing_points", "detect_swing_points", lambda cfg: {"left": 3, "right": 3}),
     _spec("market_structure", "market_structure", "detect_market_structure", higher=True),
-    _spec("internal_structure", "market_structure", "detect_market_structure", lambda cfg: {"level": "internal"}),
+    _spec(
+        "internal_structure",
+        "market_structure",
+        "detect_market_structure",
+        lambda cfg: {"level": "internal"},
+        higher=True,
+    ),
     _spec(
         "liquidity_map",
         "liquidity_map",
@@ -280,6 +297,7 @@ class Prepared:
     unavailable: tuple[str, ...]
     atr: Mapping[str, np.ndarray]
     close_ns: Mapping[str, np.ndarray]  # per timeframe: candle close times (ns since epoch)
+    zone_tables: tuple[ZoneTable, ...] = ()  # entry timeframe zones (OB, breaker, FVG, SIBI/SSIB)
 
     @property
     def entry(self) -> pd.DataFrame:
@@ -310,12 +328,19 @@ def run_registry(
             continue
         for tf in frames if spec.higher else (timeframe,):
             try:
-                raw[(spec.name, tf)] = spec.run(module, frames[tf], config)
+                raw[(spec.name, tf)] = _in_confirmation_order(spec.run(module, frames[tf], config))
             except Exception:  # a broken detector must not take the engine down
                 logger.exception("detector %s failed on %s; skipped", spec.name, tf)
                 if spec.name not in unavailable:
                     unavailable.append(spec.name)
     return raw, unavailable
+
+
+def _in_confirmation_order(result: Any) -> Any:
+    """Lists of objects sorted (stably) by ``confirmed_at``, so the engine can bisect them by bar."""
+    if isinstance(result, list) and result and all(hasattr(o, "confirmed_at") for o in result):
+        return sorted(result, key=_confirmed)
+    return result
 
 
 def _close_ns(frame: pd.DataFrame, tf: str) -> np.ndarray:
@@ -352,7 +377,10 @@ def prepare(
         h, lo, c = (frame[k].to_numpy(dtype=np.float64) for k in ("high", "low", "close"))
         atrs[tf] = atr(h, lo, c, length=config.atr_length)
         closes[tf] = _close_ns(frame, tf)
-    return Prepared(timeframe, ordered, raw, tuple(unavailable), atrs, closes)
+    tables = tuple(
+        ZoneTable.build(raw[(name, timeframe)], kind) for name, kind in ZONE_DETECTORS if (name, timeframe) in raw
+    )
+    return Prepared(timeframe, ordered, raw, tuple(unavailable), atrs, closes, tables)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -390,20 +418,55 @@ def _zone_bounds(obj: Any) -> tuple[float, float] | None:
     return (top, bottom) if top >= bottom else (bottom, top)
 
 
+@dataclass(frozen=True)
+class ZoneTable:
+    """One zone detector's objects as arrays, so the zones active at any bar are a vectorised mask.
+
+    ``dead`` = the first bar of any dead state (invalidated, filled, inverted, ...), a large number while alive.
+    """
+
+    kind: ZoneKind
+    objects: tuple[Any, ...]
+    confirmed: np.ndarray
+    dead: np.ndarray
+    top: np.ndarray
+    bottom: np.ndarray
+
+    @classmethod
+    def build(cls, objects: Any, kind: ZoneKind, dead: Sequence[str] = DEAD_STATES) -> ZoneTable:
+        usable = [o for o in objects or () if _zone_bounds(o) is not None and _direction(o) is not None]
+        never = np.iinfo(np.int64).max
+
+        def first_dead(o: Any) -> int:
+            bars = [getattr(o, name, None) for name in dead]
+            return min((b for b in bars if b is not None), default=never)
+
+        bounds = [_zone_bounds(o) for o in usable]
+        return cls(
+            kind,
+            tuple(usable),
+            np.array([o.confirmed_at for o in usable], dtype=np.int64),
+            np.array([first_dead(o) for o in usable], dtype=np.int64),
+            np.array([b[0] for b in bounds], dtype=np.float64),
+            np.array([b[1] for b in bounds], dtype=np.float64),
+        )
+
+    def active(self, bar: int, low: float = -math.inf, high: float = math.inf) -> list[Zone]:
+        """Zones known and alive at ``bar`` that overlap the price band ``[low, high]``."""
+        mask = (self.confirmed <= bar) & (self.dead > bar) & (self.bottom <= high) & (self.top >= low)
+        out = []
+        for i in np.flatnonzero(mask):
+            o = self.objects[i]
+            direction = _direction(o)
+            index = int(getattr(o, "index", o.confirmed_at))
+            out.append(Zone(self.kind, direction, float(self.top[i]), float(self.bottom[i]), index,
+                            zone_label(self.kind, direction, o)))  # fmt: skip
+        return out
+
+
 def zones_at(objects: Any, bar: int, kind: ZoneKind, *, dead: Sequence[str] = DEAD_STATES) -> list[Zone]:
     """Active zones at ``bar``: known (``confirmed_at <= bar``) and no dead state (invalidated, filled, ...) yet."""
-    out = []
-    for obj in objects or ():
-        if not _known(obj, bar) or any(_state_by(obj, name, bar) for name in dead):
-            continue
-        bounds = _zone_bounds(obj)
-        direction = _direction(obj)
-        if bounds is None or direction is None:
-            continue
-        index = int(getattr(obj, "index", getattr(obj, "formed_at", getattr(obj, "confirmed_at", bar))))
-        label = zone_label(kind, direction, obj)
-        out.append(Zone(kind, direction, bounds[0], bounds[1], index, label))
-    return out
+    return ZoneTable.build(objects, kind, dead).active(bar)
 
 
 def zone_label(kind: ZoneKind, direction: Direction, obj: Any = None) -> str:
@@ -430,6 +493,13 @@ def structure_at(events: Sequence[Any] | None, bar: int, *, keep: int = 6) -> St
         for e in events[max(0, end - keep) : end]
     )
     return StructureView(marks[-1].direction if marks else None, marks)
+
+
+def htf_trend(swing: Sequence[Any] | None, internal: Sequence[Any] | None, bar: int) -> Direction | None:
+    """Bias of a higher timeframe at ``bar`` as mtf_analyzer defines it: the swing-level trend, else the
+    internal-level trend, else neutral (None)."""
+    trend = structure_at(swing, bar, keep=1).trend
+    return trend if trend is not None else structure_at(internal, bar, keep=1).trend
 
 
 def pools_at(pools: Any, close: float, bar: int, *, limit: int = 6) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
@@ -490,8 +560,16 @@ def _side(pool: Any) -> Any:
 
 
 def recent_events(objects: Any, bar: int, recent: int) -> list[Any]:
-    """Objects confirmed within the last ``recent`` bars up to ``bar``."""
-    return [o for o in objects or () if bar - recent < getattr(o, "confirmed_at", -(10**9)) <= bar]
+    """Objects confirmed within the last ``recent`` bars up to ``bar`` (``objects`` in ``confirmed_at`` order)."""
+    if not objects:
+        return []
+    lo = bisect.bisect_right(objects, bar - recent, key=_confirmed)
+    hi = bisect.bisect_right(objects, bar, key=_confirmed)
+    return list(objects[lo:hi])
+
+
+def _confirmed(obj: Any) -> int:
+    return obj.confirmed_at
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -610,19 +688,22 @@ def _ote_and_range(
     return leg, dealing
 
 
-def _entry_models_at(raw: Any, bar: int, recent: int) -> tuple[EntryModelView, ...]:
+def _entry_models_at(raw: Any, bar: int, max_age: int) -> tuple[EntryModelView, ...]:
+    """Entry models (entry_models) known at ``bar``, at most ``max_age`` bars old, neither invalidated nor expired."""
     out = []
-    for m in recent_events(raw, bar, recent):
+    for m in recent_events(raw, bar, max_age):
         if any(_state_by(m, n, bar) for n in ("invalidated_at", "expired_at")):
             continue
-        direction = _direction(m)
-        if direction is None:
-            continue
-        name = str(getattr(getattr(m, "kind", None), "value", getattr(m, "kind", getattr(m, "model", "model"))))
-        bounds = _zone_bounds(m) or (getattr(m, "entry_top", None), getattr(m, "entry_bottom", None))
-        top, bottom = bounds if bounds[0] is not None else (None, None)
+        bounds = _zone_bounds(m)
         out.append(
-            EntryModelView(name.lower(), direction, int(m.confirmed_at), top, bottom, str(getattr(m, "detail", "")))
+            EntryModelView(
+                str(m.kind.value),
+                m.direction,
+                int(m.confirmed_at),
+                bounds[0] if bounds else None,
+                bounds[1] if bounds else None,
+                float(m.stop) if getattr(m, "stop", None) is not None else None,
+            )
         )
     return tuple(out)
 
@@ -650,21 +731,16 @@ def snapshot_at(prep: Prepared, bar: int, config: EngineConfig) -> Snapshot:
     htf_below: tuple[Level, ...] = ()
     for htf in list(prep.frames)[1:]:
         hb = prep.htf_bar(htf, bar)
-        if hb < 0 or ("market_structure", htf) not in raw:
+        if hb < 0 or not ({("market_structure", htf), ("internal_structure", htf)} & raw.keys()):
             htf_bias.append((htf, None))
             continue
-        htf_bias.append((htf, structure_at(raw[("market_structure", htf)], hb).trend))
+        htf_bias.append((htf, htf_trend(raw.get(("market_structure", htf)), raw.get(("internal_structure", htf)), hb)))
         if not htf_above and not htf_below and ("liquidity_map", htf) in raw:
             htf_above, htf_below = pools_at(raw[("liquidity_map", htf)], close, hb, limit=4)
     zones: list[Zone] = []
-    for name, kind in (
-        ("order_blocks", ZoneKind.ORDER_BLOCK),
-        ("breaker_blocks", ZoneKind.BREAKER),
-        ("fvg", ZoneKind.FVG),
-        ("sibi_ssib", ZoneKind.SIBI_SSIB),
-    ):
-        if (name, tf) in raw:
-            zones += zones_at(_objects(raw[(name, tf)]), bar, kind)
+    band = config.zone_range_atr * a
+    for table in prep.zone_tables:
+        zones += table.active(bar, close - band, close + band)
     pools = raw.get(("liquidity_map", tf))
     above, below = pools_at(pools, close, bar)
     displacements = tuple(
@@ -693,7 +769,7 @@ def snapshot_at(prep: Prepared, bar: int, config: EngineConfig) -> Snapshot:
         ),
         displacements=displacements,
         whales=_whales_at(_objects(raw.get(("whale", tf))), bar, config.recent_bars),
-        entry_models=_entry_models_at(_objects(raw.get(("entry_models", tf))), bar, config.recent_bars),
+        entry_models=_entry_models_at(raw.get(("entry_models", tf)), bar, config.entry_model_max_age),
         ote=ote,
         dealing_range=dealing,
         swing_lows=lows[-8:],
@@ -742,8 +818,9 @@ class EntryPlan:
     low: float
     high: float
     market: bool
-    zone: Zone | None  # the zone that carries the entry (None for an OTE-only entry)
-    source: str  # "order_block", "fvg", "ote", ...
+    zone: Zone | None  # the zone that carries the entry (None for an OTE-only or entry-model entry)
+    source: str  # "order_block", "fvg", "ote", or an entry model kind ("sweep_mss", ...)
+    stop: float | None = None  # protecting structure named by the entry model, if the entry came from one
 
 
 def _direction_of(snap: Snapshot, unavailable: Sequence[str]) -> tuple[Direction, int, int]:
@@ -776,9 +853,11 @@ def _entry_plan(snap: Snapshot, d: Direction, config: EngineConfig) -> EntryPlan
     """
     s = d.sign
     close, a = snap.close, snap.atr
-    candidates: list[tuple[float, int, Zone | None, float, float, str]] = []
+    candidates: list[tuple[float, int, Zone | None, float, float, str, float | None]] = []
 
-    def consider(top: float, bottom: float, priority: int, zone: Zone | None, source: str) -> None:
+    def consider(
+        top: float, bottom: float, priority: int, zone: Zone | None, source: str, stop: float | None = None
+    ) -> None:
         near = top if s > 0 else bottom  # the edge price reaches first on a pullback
         far = bottom if s > 0 else top
         if s * (far - close) >= 0:  # the whole zone is on the wrong side of the close
@@ -786,11 +865,13 @@ def _entry_plan(snap: Snapshot, d: Direction, config: EngineConfig) -> EntryPlan
         distance = max(0.0, s * (close - near))
         if distance > config.max_entry_distance_atr * a:
             return
-        candidates.append((distance, priority, zone, top, bottom, source))
+        if stop is not None and s * (close - stop) <= 0:  # the model's stop is already taken
+            return
+        candidates.append((distance, priority, zone, top, bottom, source, stop))
 
     for m in snap.entry_models:
         if m.direction is d and m.top is not None and m.bottom is not None:
-            consider(m.top, m.bottom, -1, None, m.name)
+            consider(m.top, m.bottom, -1, None, m.name, m.stop)
     for z in snap.zones:
         if z.direction is d:
             consider(z.top, z.bottom, ZONE_PRIORITY.get(z.kind, 5), z, z.kind.value)
@@ -802,31 +883,37 @@ def _entry_plan(snap: Snapshot, d: Direction, config: EngineConfig) -> EntryPlan
             f"no entry model: no active {d.value} OB/FVG/SIBI-SSIB/breaker or OTE zone "
             f"{side} the price within {config.max_entry_distance_atr:g} ATR"
         )
-    distance, _, zone, top, bottom, source = min(candidates, key=lambda c: (c[0], c[1], -c[2].index if c[2] else 0))
+    distance, _, zone, top, bottom, source, stop = min(
+        candidates, key=lambda c: (c[0], c[1], -c[2].index if c[2] else 0)
+    )
     if distance == 0.0:
-        return EntryPlan(close, close, close, True, zone, source)
-    return EntryPlan((top + bottom) / 2, bottom, top, False, zone, source)
+        return EntryPlan(close, close, close, True, zone, source, stop)
+    return EntryPlan((top + bottom) / 2, bottom, top, False, zone, source, stop)
 
 
-def _stop(snap: Snapshot, d: Direction, plan: EntryPlan, config: EngineConfig, lows_highs: Any) -> float:
+def _stop(snap: Snapshot, d: Direction, plan: EntryPlan, config: EngineConfig) -> float:
     """Step 9a: beyond the protecting structure plus ``sl_buffer_atr`` ATRs.
 
-    Long: protecting structure = the lower of the entry zone's bottom and the most recent confirmed internal swing
-    low below the zone that lies within ``max_stop_atr`` ATRs of the entry; stop = that - buffer. The risk is
-    widened to at least ``min_stop_atr`` ATRs. Shorts mirror (swing highs, zone top, + buffer).
+    Long: protecting structure = the lower of the entry zone's bottom and, when the entry came from an entry model,
+    the model's stop (the swept low of a sweep->MSS, the leg origin of an OTE pullback, ...); otherwise the most
+    recent confirmed internal swing low below the zone that lies within ``max_stop_atr`` ATRs of the entry.
+    Stop = structure - buffer. The risk is widened to at least ``min_stop_atr`` ATRs; wider than ``max_stop_atr``
+    ATRs is no trade. Shorts mirror (swing highs, zone top, + buffer).
     """
     s = d.sign
     a = snap.atr
-    zone_edge = (
-        (plan.zone.bottom if s > 0 else plan.zone.top) if plan.zone is not None else plan.low if s > 0 else plan.high
-    )
+    pick = min if s > 0 else max
     edge = plan.low if s > 0 else plan.high
-    structure = min(zone_edge, edge) if s > 0 else max(zone_edge, edge)
-    swings = snap.swing_lows if s > 0 else snap.swing_highs
-    for _, price in reversed(swings):
-        if s * (edge - price) > 0 and s * (plan.entry - price) <= config.max_stop_atr * a:
-            structure = min(structure, price) if s > 0 else max(structure, price)
-            break
+    structure = edge
+    if plan.zone is not None:
+        structure = pick(structure, plan.zone.bottom if s > 0 else plan.zone.top)
+    if plan.stop is not None:
+        structure = pick(structure, plan.stop)
+    else:
+        for _, price in reversed(snap.swing_lows if s > 0 else snap.swing_highs):
+            if s * (edge - price) > 0 and s * (plan.entry - price) <= config.max_stop_atr * a:
+                structure = pick(structure, price)
+                break
     sl = structure - s * config.sl_buffer_atr * a
     if s * (plan.entry - sl) < config.min_stop_atr * a:
         sl = plan.entry - s * config.min_stop_atr * a
@@ -884,12 +971,12 @@ def _zone_kinds_at_entry(snap: Snapshot, d: Direction, plan: EntryPlan) -> list[
 
 
 def _entry_model(snap: Snapshot, d: Direction, plan: EntryPlan, in_ote: bool) -> tuple[str, int | None]:
-    """Step 3: the entry model. From entry_models when it reports one in ``d`` recently, else classified from the
-    parts: sweep -> MSS/CHOCH -> FVG/OB entry = "sweep_mss"; entry in the OTE of a leg in the trend =
-    "ote_pullback"; a breaker = "breaker_retest"; any other zone in the trend = "zone_retracement"."""
-    for m in reversed(snap.entry_models):
-        if m.direction is d:
-            return m.name, m.index
+    """Step 3: the entry model. The entry_models kind when the entry zone came from one of its models (a live model
+    of ``d`` confirmed within ``entry_model_max_age`` bars), else classified from the parts: sweep -> MSS/CHOCH ->
+    FVG/OB entry = "sweep_mss"; entry in the OTE of a leg in the trend = "ote_pullback"; a breaker =
+    "breaker_retest"; any other zone in the trend = "zone_retracement"."""
+    if plan.source in ENTRY_MODEL_POINTS:
+        return plan.source, None
     last = snap.structure.last
     swept = any(f is d for f, _, _ in snap.sweeps)
     if (
@@ -1089,7 +1176,7 @@ def signal_at(
             raise _NoTrade("no volatility: ATR is zero")
         d, agree, oppose = _direction_of(snap, prep.unavailable)
         plan = _entry_plan(snap, d, config)
-        sl = _stop(snap, d, plan, config, None)
+        sl = _stop(snap, d, plan, config)
         targets = _targets(snap, d, plan.entry, sl, config)
         risk = abs(plan.entry - sl)
         tp1_r = abs(targets[0][0] - plan.entry) / risk
