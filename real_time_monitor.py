@@ -63,14 +63,20 @@ Evaluator = Callable[[Position], Any]  # position -> ict_80_alert_handler.Recomm
 
 def monitor_tick(
     store: PositionStore,
-    market: Any,
-    journal: Any | None,
+    market: Any = None,
+    journal: Any | None = None,
     *,
     now: datetime | None = None,
     settings: Any = None,
     evaluate_80: Evaluator | None = None,
 ) -> MonitorReport:
-    """One monitor pass (see the module docstring). ``evaluate_80`` defaults to the engine-backed handler."""
+    """One monitor pass (see the module docstring). ``evaluate_80`` defaults to the engine-backed handler.
+
+    Also callable as ``monitor_tick(services)`` with the bot's services container.
+    """
+    if hasattr(store, "require") and hasattr(store, "settings"):  # the Telegram layer's services container
+        svc = store
+        return monitor_tick(svc.store, svc.market, svc.journal, settings=svc.settings)
     moment = _utc(now) if now is not None else _utc(market.now())
     tz = getattr(settings, "bot_timezone", "UTC")
     if evaluate_80 is None:
