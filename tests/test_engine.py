@@ -152,3 +152,15 @@ def test_analyze_skips_a_higher_timeframe_the_source_lacks():
     assert "1d candles" in analysis.result.unavailable
     assert [tf for tf, _ in analysis.result.bias] == ["1h", "4h"]
     assert isinstance(analysis.result, Signal | NoTrade)
+
+
+@pytest.mark.parametrize(("symbol", "tf", "htfs"), SERIES)
+def test_htf_bias_matches_mtf_analyzer(symbol, tf, htfs):
+    from ict_modules.mtf_analyzer import analyze_mtf
+
+    frames = real_frames(symbol, tf, htfs, n=500)
+    for k in (499, 430, 377):
+        prep = eng.prepare(cut(frames, tf, k), timeframe=tf)
+        mtf = analyze_mtf(prep.frames, entry_timeframe=tf)
+        result, _ = eng.signal_at(prep, -1, symbol=symbol)
+        assert dict(result.bias[1:]) == {b.timeframe: b.bias.value for b in mtf.higher}
