@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 
 import pandas as pd
 import pytest
@@ -182,6 +183,32 @@ def test_long_ban_raises_and_keeps_every_caller_quiet(world, fake):
     assert fake.count() == sent and world.sleeps == []
     fake.now += pd.Timedelta(seconds=601)
     assert world.client.price("ETHUSDT") > 0
+
+
+def test_quiet_period_is_shared_by_concurrent_callers(world, fake):
+    world.client.now()  # time sync done
+    a_waits, b_done, sleeps = threading.Event(), threading.Event(), []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append((threading.current_thread().name, seconds))
+        if threading.current_thread().name == "A":
+            a_waits.set()  # A sits in its Retry-After wait while B asks
+            b_done.wait(5)
+            return
+        world.sleep(seconds)
+
+    world.client._sleep = sleep
+    fake.script(Reply.rate_limited(retry_after=5, path="/api/v3/ticker/price"))
+    a = threading.Thread(target=world.client.price, args=("BTCUSDT",), name="A")
+    a.start()
+    assert a_waits.wait(5)
+    b = threading.Thread(target=lambda: (world.client.price("ETHUSDT"), b_done.set()), name="B")
+    b.start()
+    b.join(5)
+    a.join(5)
+    assert sleeps == [("A", 5.0), ("B", 5.0)]  # B waited out A's Retry-After before sending anything
+    asked = [(r.params["symbol"], r.status) for r in fake.requests if r.path == "/api/v3/ticker/price"]
+    assert asked == [("BTCUSDT", 429), ("ETHUSDT", 200), ("BTCUSDT", 200)]
 
 
 def test_persistent_429_is_a_rate_limit_error(world, fake):
