@@ -236,7 +236,8 @@ class SampleSource:
         frames: dict[tuple[str, str], pd.DataFrame] | None = None,
     ) -> None:
         self._paths = discover_files(Path(data_dir)) if data_dir is not None else {}
-        self._frames = {key: validate_candles(frame) for key, frame in (frames or {}).items()}
+        self._frames = {key: validate_candles(frame) for key, frame in (frames or {}).items()}  # + parsed files
+        self._keys = frozenset(self._paths) | frozenset(self._frames)  # (symbol, interval) of every source
         self._clock = clock
         self._start = to_utc(start) if start is not None else None
         self._speed = speed
@@ -257,8 +258,7 @@ class SampleSource:
             return self._frames[key]
 
     def _files(self, symbol: str) -> dict[str, pd.DataFrame]:
-        keys = {*self._paths, *self._frames}
-        return {interval: self._candles(symbol, interval) for sym, interval in sorted(keys) if sym == symbol}
+        return {interval: self._candles(symbol, interval) for sym, interval in sorted(self._keys) if sym == symbol}
 
     def series(self, symbol: str, interval: str) -> Series:
         """Every candle of ``(symbol, interval)`` in the data, regardless of the clock (built once)."""
@@ -279,7 +279,7 @@ class SampleSource:
     # -- MarketData
 
     def symbols(self) -> list[str]:
-        return sorted({symbol for symbol, _ in (*self._paths, *self._frames)})
+        return sorted({symbol for symbol, _ in self._keys})
 
     def validate_symbol(self, symbol: str) -> str:
         name = normalize_symbol(symbol)
