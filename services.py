@@ -179,7 +179,8 @@ def build_services(settings: Settings, *, mode: str, market: Any | None = None) 
             setattr(services, name, build(module))
         except Exception as exc:
             services.problems[name] = f"failed to start: {exc}"
-            logger.exception("%s failed to start", name)
+            logger.error("%s failed to start: %s", name, exc)
+            logger.debug("%s start-up traceback", name, exc_info=True)
 
     if market is not None:
         services.market = market

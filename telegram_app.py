@@ -203,6 +203,8 @@ CONFLICT_REASON = (
 def report_conflict(application: Application, error: Exception) -> None:
     if "fatal" not in application.bot_data:
         logger.error("stopping: %s (%s)", CONFLICT_REASON, error)
+        # the updater's final "mark updates read" call will hit the same 409: not worth a traceback
+        logging.getLogger("telegram.ext.Updater").setLevel(logging.CRITICAL)
     application.bot_data["fatal"] = CONFLICT_REASON
     stop = application.bot_data.get("stop_event")
     if isinstance(stop, asyncio.Event):

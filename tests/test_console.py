@@ -67,3 +67,29 @@ def test_no_token_starts_console_and_unreachable_binance_falls_back_to_sample(tm
     assert proc.returncode == 0, proc.stderr
     assert "Binance is unreachable" in proc.stdout and "sample data" in proc.stdout
     assert "Market data (sample)" in proc.stdout
+
+
+def test_real_entry_point_serves_then_a_409_conflict_exits_with_one_line(tmp_path):
+    """``python bot.py`` with a token, against the local Bot API server: it answers /start, then a second
+    instance's 409 Conflict stops it with a one-line reason; the token appears nowhere in its output."""
+    import threading
+    import time
+
+    from tests.fake_telegram import FakeTelegram
+
+    with FakeTelegram() as tg:
+        tg.send_message("/start", user_id=77)
+
+        def conflict_after_first_reply():
+            deadline = time.monotonic() + 60
+            while not tg.calls("sendMessage", chat_id=77) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            tg.conflict()
+
+        threading.Thread(target=conflict_after_first_reply, daemon=True).start()
+        proc = run_console(tmp_path, "", TELEGRAM_BOT_TOKEN=tg.token, TELEGRAM_API_BASE_URL=tg.base_url, ADMIN_IDS="77")
+        assert "Welcome" in tg.calls("sendMessage", chat_id=77)[0].text
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("stopped: another instance is already polling")
+    assert tg.token not in proc.stdout + proc.stderr
+    assert tg.token.split(":")[1] not in proc.stdout + proc.stderr
