@@ -410,6 +410,128 @@ def _finest_chunks(market, symbol: str, timeframe: str, signal, entry: CandleArr
     yield entry
 
 
+@dataclass(frozen=True)
+class _Replay:
+    """Everything one symbol's replay needs (shared with forked workers, never pickled)."""
+
+    market: Any
+    symbol: str
+    timeframe: str
+    frames: CausalFrames
+    entry: CandleArrays
+    higher: tuple[str, ...]
+    missing: tuple[str, ...]
+    config: Any
+    end: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """A sequential replay from a flat start: its trades, the bars it evaluated (flat bars), where it stopped."""
+
+    trades: tuple[Trade, ...]
+    evaluated: tuple[int, ...]
+    next_bar: int  # next candidate bar (>= the stop bar, or n)
+    open_at_end: bool  # the data ended with a position open
+    converged_at: int | None = None  # bar where it joined a given trajectory (see _simulate's ``join``)
+
+
+def _simulate(replay: _Replay, first: int, stop: int, *, join: frozenset[int] = frozenset(), progress=None):
+    """Replay from bar ``first`` (flat) until the next candidate bar is at/after ``stop``.
+
+    ``join``: bars where another replay was flat; reaching one of them while flat, this replay would continue
+    exactly as that one did (same state, same deterministic steps), so it stops there (``converged_at``).
+    """
+    trades: list[Trade] = []
+    evaluated: list[int] = []
+    n = len(replay.entry)
+    i = first
+    while i < min(stop, n):
+        if i in join:
+            return _Segment(tuple(trades), tuple(evaluated), i, False, converged_at=i)
+        if progress is not None:
+            progress.update(i)
+        result = _evaluate_window(
+            replay.frames, i, symbol=replay.symbol, higher=replay.higher, config=replay.config, missing=replay.missing
+        )
+        evaluated.append(i)
+        if result.direction is None:
+            i += 1
+            continue
+        chunks = _finest_chunks(replay.market, replay.symbol, replay.timeframe, result, replay.entry, end=replay.end)
+        position, used = resolve_position(Position.from_signal(result), chunks)
+        trades.append(Trade(result, i, position, used))
+        if position.is_active:
+            return _Segment(tuple(trades), tuple(evaluated), n, True)
+        # next candidate: the first bar closing at/after the close of the candle that closed the position
+        i = max(i + 1, int(np.searchsorted(replay.entry.close_ns, _ns(position.last_checked), side="left")))
+    return _Segment(tuple(trades), tuple(evaluated), max(i, min(stop, n)), False)
+
+
+_REPLAYS: dict[int, _Replay] = {}  # set before forking workers; a worker reads its replay from here
+
+
+def _segment_worker(key: int, first: int, stop: int) -> _Segment:
+    return _simulate(_REPLAYS[key], first, stop)
+
+
+def _parallel(replay: _Replay, first: int, workers: int, progress: Progress) -> _Segment:
+    """The sequential replay's exact result, computed in ``workers`` forked processes.
+
+    The bars are cut into segments, each replayed from a flat start in a worker. Then, in order, the true
+    trajectory (segment 0, exact) is continued: when it reaches a bar where the next segment's replay was also
+    flat, both continue identically from there, so that segment's remaining trades are taken as they are;
+    before that point the main process replays the few bars itself (``join``).
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    n = len(replay.entry)
+    count = workers * 2
+    bounds = [first + (n - first) * k // count for k in range(count)] + [n]
+    key = id(replay)
+    _REPLAYS[key] = replay
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_segment_worker, key, bounds[k], bounds[k + 1]) for k in range(count)]
+            segments = []
+            for k, future in enumerate(futures):
+                segments.append(future.result())
+                progress.update(bounds[k + 1] - first)
+    finally:
+        _REPLAYS.pop(key, None)
+    trades = list(segments[0].trades)
+    evaluated = list(segments[0].evaluated)
+    current, open_at_end = segments[0].next_bar, segments[0].open_at_end
+    for k in range(1, count):
+        if open_at_end or current >= bounds[k + 1]:
+            continue
+        seg = segments[k]
+        flat = frozenset(seg.evaluated)
+        catch_up = _simulate(replay, current, bounds[k + 1], join=flat)
+        trades += catch_up.trades
+        evaluated += catch_up.evaluated
+        if catch_up.converged_at is None:
+            current, open_at_end = catch_up.next_bar, catch_up.open_at_end
+            continue
+        joined = catch_up.converged_at
+        trades += [t for t in seg.trades if t.bar >= joined]
+        evaluated += [i for i in seg.evaluated if i >= joined]
+        current, open_at_end = seg.next_bar, seg.open_at_end
+    return _Segment(tuple(trades), tuple(evaluated), current, open_at_end)
+
+
+def default_workers() -> int:
+    """Worker processes for the CLI: the usable cores (at most 8), 1 where ``fork`` is unavailable."""
+    import multiprocessing
+    import os
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 8))
+
+
 def backtest_symbol(
     market,
     symbol: str,
@@ -420,39 +542,40 @@ def backtest_symbol(
     config=None,
     lookback: int | None = None,
     show_progress: bool | None = None,
+    workers: int = 1,
 ) -> SymbolRun:
     """Replay one symbol (see the module docstring). ``start``/``end``: UTC timestamps of the first/last bar
-    close (default: the source's data, at most the last 365 days; ``end`` default: the source's clock)."""
+    close (default: the last 365 days of the source's data; ``end`` default: the source's clock).
+
+    ``workers`` > 1 replays segments in forked processes with the exact sequential result (``_parallel``).
+    """
     started = time.perf_counter()
     lookback = lookback or engine.CANDLES_PER_FRAME
     config = config or engine.EngineConfig()
     end = pd.Timestamp(end) if end is not None else market.now()
     start = pd.Timestamp(start) if start is not None else _default_start(market, symbol, end)
     frames_raw, higher, missing = load_frames(market, symbol, timeframe, start=start, end=end, lookback=lookback)
-    frames = CausalFrames(frames_raw, timeframe, lookback=lookback)
     entry = CandleArrays.from_frame(frames_raw[timeframe], timeframe)
+    replay = _Replay(
+        market,
+        symbol,
+        timeframe,
+        CausalFrames(frames_raw, timeframe, lookback=lookback),
+        entry,
+        tuple(higher),
+        tuple(missing),
+        config,
+        end,
+    )
     n = len(entry)
     # first bar: closes at/after start and has a full window of history (as the live analysis has)
     first = max(int(np.searchsorted(entry.close_ns, start.as_unit("ns").value, side="left")), lookback - 1)
     bars = max(n - first, 0)
     progress = Progress(bars, f"{symbol} {timeframe}", enabled=show_progress)
-    trades: list[Trade] = []
-    evaluated = 0
-    i = first
-    while i < n:
-        progress.update(i - first)
-        result = _evaluate_window(frames, i, symbol=symbol, higher=higher, config=config, missing=missing)
-        evaluated += 1
-        if result.direction is None:
-            i += 1
-            continue
-        position = Position.from_signal(result)
-        position, used = resolve_position(position, _finest_chunks(market, symbol, timeframe, result, entry, end=end))
-        trades.append(Trade(result, i, position, used))
-        if position.is_active:
-            break  # the data ended with this position open: one position at a time, so nothing follows
-        # next candidate: the first bar closing at/after the close of the candle that closed the position
-        i = max(i + 1, int(np.searchsorted(entry.close_ns, _ns(position.last_checked), side="left")))
+    if workers > 1 and bars >= 200 * workers:
+        segment = _parallel(replay, first, workers, progress)
+    else:
+        segment = _simulate(replay, first, n, progress=_Offset(progress, first))
     progress.close()
     step = interval_timedelta(timeframe)
     return SymbolRun(
@@ -461,11 +584,20 @@ def backtest_symbol(
         first_bar_time=(frames_raw[timeframe].index[first] + step).to_pydatetime() if bars else None,
         last_bar_time=(frames_raw[timeframe].index[-1] + step).to_pydatetime() if bars else None,
         bars=bars,
-        evaluated=evaluated,
-        trades=tuple(trades),
+        evaluated=len(segment.evaluated),
+        trades=segment.trades,
         unavailable=tuple(f"{tf} candles" for tf in missing),
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Offset:
+    progress: Progress
+    first: int
+
+    def update(self, bar: int) -> None:
+        self.progress.update(bar - self.first)
 
 
 def _default_start(market, symbol: str, end):
@@ -649,8 +781,12 @@ def run_backtest(
     equity_path: Path | None = None,
     show_progress: bool | None = None,
     lookback: int | None = None,
+    workers: int = 1,
 ) -> BacktestResult:
-    """Backtest ``symbols`` on ``timeframe``; write the journal and the equity PNG when paths are given."""
+    """Backtest ``symbols`` on ``timeframe``; write the journal and the equity PNG when paths are given.
+
+    ``workers`` > 1: each symbol's replay runs in that many forked processes (same result; CLI only: do not
+    fork from the running bot)."""
     started = time.perf_counter()
     runs = tuple(
         backtest_symbol(
@@ -662,6 +798,7 @@ def run_backtest(
             config=config,
             lookback=lookback,
             show_progress=show_progress,
+            workers=workers,
         )
         for symbol in symbols
     )
@@ -754,6 +891,7 @@ def main(args: argparse.Namespace, settings) -> int:
             config=engine.EngineConfig.from_settings(settings),
             journal_path=journal_path,
             equity_path=equity_path,
+            workers=default_workers(),
         )
     except MarketDataError as exc:
         print(f"backtest: {exc}", file=sys.stderr)

@@ -273,3 +273,16 @@ def test_expected_next_bar_after_close():
     nxt = int(closes.searchsorted(backtest._ns(close), side="left"))
     assert pd.Timestamp(closes[nxt], tz="UTC") == pd.Timestamp("2024-01-01 11:00", tz="UTC")
     assert backtest._dt(backtest._ns(close)) == close and close - timedelta(0) == close
+
+
+def test_parallel_replay_equals_the_sequential_one(market):
+    """Segments replayed in two forked workers, joined where the trajectories meet: the same trades exactly."""
+    kwargs = {"start": START, "end": START + pd.Timedelta(days=18), "show_progress": False}
+    sequential = backtest_symbol(market, "BTCUSDT", "1h", **kwargs)
+    parallel = backtest_symbol(market, "BTCUSDT", "1h", workers=2, **kwargs)
+    assert sequential.bars >= 400 and len(sequential.trades) >= 5
+    assert [t.bar for t in parallel.trades] == [t.bar for t in sequential.trades]
+    for a, b in zip(sequential.trades, parallel.trades, strict=True):
+        assert a.signal.to_json() == b.signal.to_json()
+        assert a.position == b.position
+    assert parallel.evaluated == sequential.evaluated
