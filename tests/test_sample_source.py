@@ -317,3 +317,15 @@ def test_given_frames_are_served(tmp_path):
     got = source.klines("XYZUSDT", "2h", 10)
     assert list(got.index.hour) == [0, 2]
     assert got["volume"].tolist() == [200.0, 200.0]
+
+
+def test_concurrent_first_use_agrees_with_sequential_use():
+    from concurrent.futures import ThreadPoolExecutor
+
+    source = SampleSource(SAMPLE_DIR, clock=ManualClock("2026-04-01 12:00"))
+    reference = SampleSource(SAMPLE_DIR, clock=ManualClock("2026-04-01 12:00"))
+    jobs = [(symbol, interval) for symbol in ("BTCUSDT", "ETHUSDT") for interval in ("1h", "4h", "1w")] * 3
+    with ThreadPoolExecutor(8) as pool:
+        frames = list(pool.map(lambda job: source.klines(*job, 50), jobs))
+    for (symbol, interval), frame in zip(jobs, frames, strict=True):
+        pd.testing.assert_frame_equal(frame, reference.klines(symbol, interval, 50))
