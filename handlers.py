@@ -482,11 +482,14 @@ async def cmd_report(update: Update, context: Ctx) -> None:
 
 
 def build_report(daily_reports: Any, svc: Services, period: str) -> Any:
-    return daily_reports.build_report(svc, period)
+    """The ``period`` report up to the market's clock (the replay clock with sample data). Blocking."""
+    journal = svc.require("journal")
+    now = pd_now(svc.market) if svc.market is not None else datetime.now(UTC)
+    return daily_reports.build_report(journal, svc.store, period=period, now=now, tz=svc.settings.bot_timezone)
 
 
 async def send_report(svc: Services, chat_id: int, report: Any) -> None:
-    png = getattr(report, "chart_png", None)
+    png = report.png
     text = report.html
     if png:
         await svc.sender.photo(chat_id, png, text, filename="report.png")

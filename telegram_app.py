@@ -323,23 +323,31 @@ def report_periods(local_day: datetime) -> list[str]:
     return periods
 
 
+def enqueue_report(store: Any, report: Any, day: str) -> int:
+    """Queue ``report`` for every subscriber in one transaction; the dedupe key makes a re-run a no-op."""
+    queued = 0
+    with store.transaction():
+        for chat_id in store.subscribers():
+            key = f"report:{report.period}:{day}:{chat_id}"
+            queued += store.enqueue(chat_id, report.html, report.png, kind="report", dedupe_key=key) is not None
+    return queued
+
+
 async def job_report(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Daily report to the subscribers; also weekly on Mondays and monthly on the 1st (BOT_TIMEZONE dates)."""
     services = get_services(context)
     daily_reports = optional_module("daily_reports")
     if daily_reports is None or services.store is None:
         return
     today = datetime.now(services.settings.tz)
     for period in report_periods(today):
-        report = await asyncio.to_thread(daily_reports.build_report, services, period)
-        subscribers = await asyncio.to_thread(services.store.subscribers)
-        for chat_id in subscribers:
-            await asyncio.to_thread(
-                services.store.enqueue,
-                chat_id,
-                report.html,
-                photo=getattr(report, "chart_png", None),
-                kind=f"report_{period}",
-            )
+        try:
+            report = await asyncio.to_thread(handlers.build_report, daily_reports, services, period)
+        except NotAvailable as exc:
+            logger.info("%s report skipped: %s", period, exc)
+            return
+        queued = await asyncio.to_thread(enqueue_report, services.store, report, f"{today:%Y-%m-%d}")
+        logger.info("%s report queued for %d subscribers", period, queued)
     await drain_outbox(context.application)
 
 

@@ -11,6 +11,7 @@ import importlib.util
 import io
 import logging
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -373,3 +374,25 @@ async def test_requested_signal_above_threshold_is_tracked_and_broadcast_once(tg
         tg.send_message(f"/close {position.id}", user_id=ADMIN)
         call = await tg.wait_for("sendMessage", chat_id=ADMIN, where=lambda c: "Closed #" in c.text)
         assert not services.store.get(position.id).is_active
+
+
+async def test_stats_journal_report_commands_and_the_report_job(tg, bot):
+    from types import SimpleNamespace
+
+    tg.send_message("/stats", user_id=USER)
+    assert "Statistics" in (await tg.wait_for("sendMessage", chat_id=USER)).text
+    tg.send_message("/journal 5", user_id=USER)
+    assert "Journal" in (await tg.wait_for("sendMessage", chat_id=USER, count=2)).text
+    tg.send_message("/report weekly", user_id=USER)
+    report = await tg.wait_for(("sendPhoto", "sendMessage"), chat_id=USER, count=3)
+    assert "eekly" in report.text
+    services = bot.bot_data["services"]
+    services.store.subscribe(OTHER)
+    job_context = SimpleNamespace(application=bot, bot_data=bot.bot_data)
+    await telegram_app.job_report(job_context)
+    await telegram_app.job_report(job_context)  # a second run the same day sends nothing new
+    first = await tg.wait_for(("sendPhoto", "sendMessage"), chat_id=OTHER)
+    assert "aily" in first.text
+    await asyncio.sleep(0.2)
+    expected = len(telegram_app.report_periods(datetime.now(services.settings.tz)))
+    assert len([c for c in tg.calls(chat_id=OTHER) if c.method in ("sendPhoto", "sendMessage")]) == expected
