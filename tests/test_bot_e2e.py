@@ -396,3 +396,24 @@ async def test_stats_journal_report_commands_and_the_report_job(tg, bot):
     await asyncio.sleep(0.2)
     expected = len(telegram_app.report_periods(datetime.now(services.settings.tz)))
     assert len([c for c in tg.calls(chat_id=OTHER) if c.method in ("sendPhoto", "sendMessage")]) == expected
+
+
+@needs_engine
+async def test_scan_train_market_and_pause_state(tg, tmp_path):
+    async with run_bot(tg, tmp_path, watchlist=("BTCUSDT", "ETHUSDT"), auto_signal_timeframes=("4h",)) as app:
+        tg.send_message("/market", user_id=USER)
+        call = await tg.wait_for("sendMessage", chat_id=USER, within=60)
+        assert "BTCUSDT" in call.text and "ETHUSDT" in call.text and "%" in call.text
+        tg.send_message("/scan", user_id=ADMIN)
+        call = await tg.wait_for("sendMessage", chat_id=ADMIN, where=lambda c: "Scan done" in c.text, within=60)
+        assert "2 pairs" in call.text
+        assert app.bot_data["services"].store.get_state("last_scan")
+        tg.send_message("/pause", user_id=ADMIN)
+        await tg.wait_for("sendMessage", chat_id=ADMIN, where=lambda c: "paused" in c.text)
+        assert "paused" in await telegram_app.scan_now(app)  # the scheduled scan skips while paused
+        tg.send_message("/resume", user_id=ADMIN)
+        await tg.wait_for("sendMessage", chat_id=ADMIN, where=lambda c: "resumed" in c.text)
+        assert not app.bot_data["services"].store.paused
+        tg.send_message("/train", user_id=ADMIN)
+        call = await tg.wait_for("sendMessage", chat_id=ADMIN, where=lambda c: "<pre>" in c.text, within=60)
+        assert "outcomes" in call.text  # the training report (too few outcomes in an empty journal)
