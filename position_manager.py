@@ -636,6 +636,7 @@ class PositionStore:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.RLock()
         self._depth = 0
+        self._savepoints = 0
         self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -680,6 +681,21 @@ class PositionStore:
             self._depth -= 1
             if outer:
                 self._conn.execute("COMMIT")
+
+    @contextmanager
+    def savepoint(self) -> Iterator[PositionStore]:
+        """A nested unit inside :meth:`transaction`: on error only its own changes are undone."""
+        with self.transaction():
+            self._savepoints += 1
+            name = f"sp{self._savepoints}"
+            self._conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield self
+            except BaseException:
+                self._conn.execute(f"ROLLBACK TO {name}")
+                self._conn.execute(f"RELEASE {name}")
+                raise
+            self._conn.execute(f"RELEASE {name}")
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self.transaction():

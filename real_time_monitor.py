@@ -8,10 +8,10 @@ Each tick (:func:`monitor_tick`, sync: the job runs it in a worker thread):
    finest interval, which is logged once per symbol and interval (remembered in the store's state).
    Because whole candles are read, a wick between two checks is never missed.
 2. Each position walks those candles in order through the pure ``position_manager.apply_candle``.
-3. In ONE SQLite transaction per position: the new state is saved, each event is recorded in ``milestones_sent``
-   (so it happens once per position, also across restarts) and, the first time only, its message is put in the
-   outbox for every recipient. A kill at any moment either loses the whole step (it is redone next tick from the
-   same candles) or none of it.
+3. In ONE SQLite transaction per tick (a savepoint per position, so one bad row cannot block the others): each
+   new state is saved, each event is recorded in ``milestones_sent`` (so it happens once per position, also across
+   restarts) and, the first time only, its message is put in the outbox for every recipient. A kill at any moment
+   either loses the whole tick (it is redone next tick from the same candles) or none of it.
 4. Closed positions' outcomes go to the journal and stats (:func:`sync_journal`; a flag in ``positions.db`` makes it
    exactly-once even when the process dies between the commit and the journal write).
 
@@ -91,6 +91,7 @@ def monitor_tick(
     for p in active:
         by_symbol[p.symbol].append(p)
     errors: list[str] = []
+    plans: list[_Plan] = []
     candles_read = events_n = enqueued = closed = 0
     for symbol, positions in by_symbol.items():
         since = min(p.last_checked for p in positions)
@@ -109,16 +110,24 @@ def monitor_tick(
         for position in positions:
             try:
                 new, events = walk_candles(position, *arrays)
-                if new == position:
-                    continue
-                e, q = _commit(store, new, events, evaluate_80, tz)
+                if new != position:
+                    plans.append(_plan(store, new, events, evaluate_80, tz))
             except Exception as exc:
                 logger.exception("monitor: position %s failed", position.id)
                 errors.append(f"#{position.id}: {exc}")
+    # one transaction for the tick (one fsync); a savepoint per position keeps one bad row from blocking the rest
+    with store.transaction():
+        for plan in plans:
+            try:
+                with store.savepoint():
+                    e, q = _apply(store, plan)
+            except Exception as exc:
+                logger.exception("monitor: saving position %s failed", plan.position.id)
+                errors.append(f"#{plan.position.id}: {exc}")
                 continue
             events_n += e
             enqueued += q
-            closed += int(new.state.is_closed)
+            closed += int(plan.position.state.is_closed)
     journaled = sync_journal(store, journal) if journal is not None else 0
     store.set_state("last_monitor", moment.strftime("%Y-%m-%dT%H:%M:%SZ"))
     return MonitorReport(
@@ -177,43 +186,58 @@ def _log_coarse_once(store: PositionStore, symbol: str, interval: str) -> None:
         store.set_state(key, interval)
 
 
-def _commit(
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    position: Position  # the new state
+    events: tuple[PositionEvent, ...]  # first-time events, in order
+    texts: tuple[str, ...]  # their messages
+    kinds: tuple[OutboxKind, ...]  # RECOMMENDATION for an 80% analysis, else ALERT
+
+
+def _plan(
     store: PositionStore, new: Position, events: Sequence[PositionEvent], evaluate_80: Evaluator | None, tz: str
-) -> tuple[int, int]:
-    """Persist ``new`` and enqueue each first-time event's message in one transaction; (events, messages)."""
+) -> _Plan:
+    """Messages for the events not yet sent (the slow 80% analysis runs here, outside any transaction)."""
     already = store.milestones_sent(new.id)
-    fresh = [e for e in events if e.key not in already]
-    texts: dict[str, str] = {}
+    fresh = tuple(e for e in events if e.key not in already)
+    texts, kinds = [], []
     for e in fresh:
         text = None
         if e.kind is EventKind.MILESTONE and e.percent == 80 and evaluate_80 is not None:
             text = _recommendation_text(new, e, evaluate_80)
-        texts[e.key] = text or format_event_html(new, e, tz=tz)
+        kinds.append(OutboxKind.RECOMMENDATION if text else OutboxKind.ALERT)
+        texts.append(text or format_event_html(new, e, tz=tz))
+    return _Plan(new, fresh, tuple(texts), tuple(kinds))
+
+
+def _apply(store: PositionStore, plan: _Plan) -> tuple[int, int]:
+    """Persist the state, record each event once and enqueue its messages (inside the caller's transaction)."""
+    new = plan.position
     n_events = n_msgs = 0
-    with store.transaction():
-        store.update(new)
-        for e in fresh:
-            if not store.mark_milestone(new.id, e.key, e.at):
-                continue
-            n_events += 1
-            if e.key == "TP3":  # the CLOSED message announces TP3
-                continue
-            kind = OutboxKind.RECOMMENDATION if e.percent == 80 else OutboxKind.ALERT
-            for chat in new.recipients:
-                if store.enqueue(chat, texts[e.key], kind=kind, dedupe_key=f"pos:{new.id}:{e.key}:{chat}"):
-                    n_msgs += 1
+    store.update(new)
+    for e, text, kind in zip(plan.events, plan.texts, plan.kinds, strict=True):
+        if not store.mark_milestone(new.id, e.key, e.at):
+            continue
+        n_events += 1
+        if e.key == "TP3":  # the CLOSED message announces TP3
+            continue
+        for chat in new.recipients:
+            if store.enqueue(chat, text, kind=kind, dedupe_key=f"pos:{new.id}:{e.key}:{chat}"):
+                n_msgs += 1
     return n_events, n_msgs
 
 
-def _recommendation_text(position: Position, event: PositionEvent, evaluate_80: Evaluator) -> str:
+def _recommendation_text(position: Position, event: PositionEvent, evaluate_80: Evaluator) -> str | None:
     from ict_80_alert_handler import format_recommendation_html
 
     try:
         rec = evaluate_80(position)
+        if rec is None:  # no recommendation wanted: the plain milestone
+            return None
+        return format_recommendation_html(position, rec, percent=event.percent or 80)
     except Exception as exc:
         logger.warning("80%% handler failed for position %s: %s", position.id, exc)
         return format_event_html(position, event) + "\n<i>(analysis unavailable right now)</i>"
-    return format_recommendation_html(position, rec, percent=event.percent or 80)
 
 
 def sync_journal(store: PositionStore, journal: Any) -> int:

@@ -217,3 +217,24 @@ def test_handler_runs_the_real_engine_on_real_candles():
     sig = make_signal(market=True, scale=last / 100, time=frames["1h"].index[-1].to_pydatetime())
     rec = evaluate(Position.from_signal(sig), frames)
     assert isinstance(rec.action, Action) and len(rec.checks) == 4 and rec.price == pytest.approx(last)
+
+
+def test_80_percent_without_a_recommendation_sends_the_plain_milestone(tmp_path):
+    rows = [(100, 100.5, 99.5, 100.2), (100.2, 104.2, 100.1, 104.1)]
+    clock, market, store, journal, _p = setup(tmp_path, rows)
+    clock.at = pd.Timestamp(T0 + timedelta(minutes=2))
+    monitor_tick(store, market, journal, evaluate_80=lambda position: None)
+    (msg, _) = store.pending_outbox()
+    assert "80% of the way to TP1" in msg.html and msg.kind == "alert"
+
+
+def test_savepoint_undoes_only_its_own_changes(tmp_path):
+    store = PositionStore(tmp_path / "positions.db")
+    with store.transaction():
+        store.enqueue(1, "kept")
+        with pytest.raises(RuntimeError), store.savepoint():
+            store.enqueue(1, "undone")
+            raise RuntimeError("bad row")
+        store.enqueue(1, "kept too")
+    assert [m.html for m in store.pending_outbox()] == ["kept", "kept too"]
+    store.close()
