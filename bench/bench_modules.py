@@ -118,9 +118,32 @@ def chained_candles(count: int) -> pd.DataFrame:
 SPECIAL = {"swing_points": "swing_structure"}  # both swing sets, as the engine uses them
 
 
+def resample(candles: pd.DataFrame, rule: str) -> pd.DataFrame:
+    agg = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    return candles.resample(rule, label="left", closed="left").agg(agg).dropna()
+
+
+def mtf_adapter(module) -> Callable[[pd.DataFrame], object]:
+    """analyze_mtf on the chain as the 1m entry frame plus its higher timeframes (5m, 15m) resampled from it;
+    the resampling is done once per frame, outside the timed call."""
+    frames: dict[int, dict[str, pd.DataFrame]] = {}
+
+    def run(candles: pd.DataFrame) -> object:
+        key = id(candles)
+        if key not in frames:
+            frames[key] = {"1m": candles, "5m": resample(candles, "5min"), "15m": resample(candles, "15min")}
+        return module.analyze_mtf(frames[key], entry_timeframe="1m")
+
+    run.__name__ = "analyze_mtf (1m+5m+15m)"
+    return run
+
+
 def entry_point(module) -> tuple[Callable | None, str]:
     """The module's detector called on one candle frame, or (None, why not)."""
     name = module.__name__.rsplit(".", 1)[-1]
+    if name == "mtf_analyzer" and hasattr(module, "analyze_mtf"):
+        fn = mtf_adapter(module)
+        return fn, fn.__name__
     if name in SPECIAL:
         fn = getattr(module, SPECIAL[name])
     else:
