@@ -109,10 +109,15 @@ def _source_rows(
     min_fvg_atr: float,
 ) -> list[tuple[int, int, int, float, float]]:
     """(confirmed_at, source position, sign, top, bottom) of every source, in processing order."""
-    rows = [(b.confirmed_at, 0, b.direction.sign, b.top, b.bottom) for b in order_blocks]
-    rows += [(b.confirmed_at, 1, b.direction.sign, b.top, b.bottom) for b in breakers]
-    rows += [(f.confirmed_at, 2, f.direction.sign, f.top, f.bottom) for f in fvgs if f.size_atr >= min_fvg_atr]
-    rows += [(w.confirmed_at, 3, w.direction.sign, w.top, w.bottom) for w in whales]
+    bull = Direction.BULLISH
+    rows = [(b.confirmed_at, 0, 1 if b.direction is bull else -1, b.top, b.bottom) for b in order_blocks]
+    rows += [(b.confirmed_at, 1, 1 if b.direction is bull else -1, b.top, b.bottom) for b in breakers]
+    rows += [
+        (f.confirmed_at, 2, 1 if f.direction is bull else -1, f.top, f.bottom)
+        for f in fvgs
+        if f.size_atr >= min_fvg_atr
+    ]
+    rows += [(w.confirmed_at, 3, 1 if w.direction is bull else -1, w.top, w.bottom) for w in whales]
     rows.sort(key=lambda r: (r[0], r[1], r[2]))
     return rows
 
@@ -174,41 +179,43 @@ def detect_smz(
     z_members: list[int] = []
     z_merged: list[int] = []  # bar, or -1
     z_dropped: list[bool] = []
-    recent: dict[int, list[int]] = {1: [], -1: []}
+    # per direction, the most recent zones as (id, top, bottom, confirmed_at), newest first
+    recent: dict[int, list[tuple[int, float, float, int]]] = {1: [], -1: []}
     for conf, src, sign, top, bottom in rows:
         hits = []
         cap = max_height_atr * atr_values[conf]
-        for zid in recent[sign]:
-            overlap = min(top, z_top[zid]) - max(bottom, z_bot[zid])
-            if overlap < 0 or overlap < min_overlap * min(top - bottom, z_top[zid] - z_bot[zid]):
+        height = top - bottom
+        for cand in recent[sign]:
+            _, zt, zb, c0 = cand
+            overlap = (top if top < zt else zt) - (bottom if bottom > zb else zb)
+            if overlap < 0 or overlap < min_overlap * (height if height < zt - zb else zt - zb):
                 continue
-            if max(top, z_top[zid]) - min(bottom, z_bot[zid]) > cap:
+            if (top if top > zt else zt) - (bottom if bottom < zb else zb) > cap:
                 continue
-            c0 = z_conf[zid]
             if c0 < conf:  # closed through the far edge in (c0, conf]?
-                if sign > 0 and _range_min_max(close_min, c0 + 1, conf, False) < z_bot[zid]:
+                if sign > 0:
+                    if _range_min_max(close_min, c0 + 1, conf, False) < zb:
+                        continue
+                elif _range_min_max(close_max, c0 + 1, conf, True) > zt:
                     continue
-                if sign < 0 and _range_min_max(close_max, c0 + 1, conf, True) > z_top[zid]:
-                    continue
-            hits.append(zid)
+            hits.append(cand)
         kinds, members = 1 << src, 1
         if len(hits) > 1:  # the union of several must respect the cap too: keep the most recent that fit
             kept = []
             lo, hi = bottom, top
-            for zid in hits:
-                if max(hi, z_top[zid]) - min(lo, z_bot[zid]) <= cap:
-                    kept.append(zid)
-                    lo, hi = min(lo, z_bot[zid]), max(hi, z_top[zid])
+            for cand in hits:
+                if max(hi, cand[1]) - min(lo, cand[2]) <= cap:
+                    kept.append(cand)
+                    lo, hi = min(lo, cand[2]), max(hi, cand[1])
             hits = kept
-        for zid in hits:
-            top, bottom = max(top, z_top[zid]), min(bottom, z_bot[zid])
+        for zid, zt, zb, c0 in hits:
+            top, bottom = max(top, zt), min(bottom, zb)
             kinds |= z_kinds[zid]
             members += z_members[zid]
-            if z_conf[zid] == conf:
+            if c0 == conf:
                 z_dropped[zid] = True
             else:
                 z_merged[zid] = conf
-        live = [z for z in recent[sign] if z not in hits]
         new = len(z_conf)
         z_conf.append(conf)
         z_sign.append(sign)
@@ -218,7 +225,11 @@ def detect_smz(
         z_members.append(members)
         z_merged.append(-1)
         z_dropped.append(False)
-        recent[sign] = [new, *live][:max_candidates]
+        entry = (new, top, bottom, conf)
+        if hits:
+            recent[sign] = [entry, *(c for c in recent[sign] if c not in hits)][:max_candidates]
+        else:
+            recent[sign] = [entry, *recent[sign][: max_candidates - 1]]
 
     keep = np.flatnonzero(~np.array(z_dropped))
     conf = np.array(z_conf, dtype=np.int64)[keep]
@@ -228,44 +239,36 @@ def detect_smz(
     merged = np.array(z_merged, dtype=np.int64)[keep]
     merged = np.where(merged < 0, n, merged)
     demand = sign > 0
-    start = conf + 1
-    broken = np.where(
-        demand,
-        first_beyond(close_min, start, bot, above=False),
-        first_beyond(close_max, start, top, above=True),
-    )
-    end = np.minimum(broken, merged)
-    low_max = sparse_table(tables["low_min"][0], maximum=True)
-    high_min = sparse_table(tables["high_max"][0], maximum=False)
-    touches = []
-    # price must be fully outside the zone (demand: low > top) before a touch counts, from the confirmation bar on
-    first_out = np.where(
-        demand,
-        first_beyond(low_max, conf, top, above=True),
-        first_beyond(high_min, conf, bot, above=False),
-    )
-    pos = np.minimum(first_out + 1, n)
-    for _ in range(3):
-        touch = np.where(
-            demand,
-            first_beyond(tables["low_min"], pos, top, above=False, strict=False),
-            first_beyond(tables["high_max"], pos, bot, above=True, strict=False),
-        )
-        touch = np.minimum(touch, n)
-        touches.append(np.where(touch <= end, touch, n))
-        out = np.where(
-            demand,
-            first_beyond(low_max, np.minimum(touch + 1, n), top, above=True),
-            first_beyond(high_min, np.minimum(touch + 1, n), bot, above=False),
-        )
-        pos = np.minimum(out + 1, n)
-    broken = np.where(broken <= merged, broken, n)
+    broken = np.full(len(conf), n, dtype=np.int64)
+    touches = [np.full(len(conf), n, dtype=np.int64) for _ in range(3)]
+    outside = {  # side -> (touch table, "fully outside" table, edge entered first, far edge)
+        True: (tables["low_min"], sparse_table(tables["low_min"][0], maximum=True), top, bot, close_min),
+        False: (tables["high_max"], sparse_table(tables["high_max"][0], maximum=False), bot, top, close_max),
+    }
+    for side, (touch_t, out_t, near, far, close_t) in outside.items():
+        sel = np.flatnonzero(demand == side)
+        if len(sel) == 0:
+            continue
+        c0, near_s, far_s, end_merge = conf[sel], near[sel], far[sel], merged[sel]
+        # demand: touch on low <= top, fully outside on low > top, broken on close < bottom (supply mirrored)
+        brk = first_beyond(close_t, c0 + 1, far_s, above=not side)
+        end = np.minimum(brk, end_merge)
+        broken[sel] = np.where(brk <= end_merge, brk, n)
+        pos = np.minimum(first_beyond(out_t, c0, near_s, above=side) + 1, n)
+        for t in touches:
+            touch = np.minimum(first_beyond(touch_t, pos, near_s, above=not side, strict=False), n)
+            t[sel] = np.where(touch <= end, touch, n)
+            pos = np.minimum(first_beyond(out_t, np.minimum(touch + 1, n), near_s, above=side) + 1, n)
     kinds = np.array(z_kinds)[keep].tolist()
     members = np.array(z_members)[keep].tolist()
     t1, t2, t3 = (t.tolist() for t in touches)
+    strengths: dict[tuple[int, int], float] = {}
     out_zones = []
     for k in range(len(keep)):
         sources = tuple(s for bit, s in enumerate(_SOURCES) if kinds[k] >> bit & 1)
+        key = (kinds[k], members[k])
+        if key not in strengths:
+            strengths[key] = strength_of(sources, members[k])
         out_zones.append(
             SupplyDemandZone(
                 direction=Direction.BULLISH if demand[k] else Direction.BEARISH,
@@ -273,7 +276,7 @@ def detect_smz(
                 bottom=float(bot[k]),
                 sources=sources,
                 members=members[k],
-                strength=strength_of(sources, members[k]),
+                strength=strengths[key],
                 confirmed_at=int(conf[k]),
                 first_touch_at=None if t1[k] >= n else t1[k],
                 second_touch_at=None if t2[k] >= n else t2[k],
