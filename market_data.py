@@ -159,8 +159,8 @@ def create_market_data(settings: Settings) -> MarketData:
 
         return SampleSource(
             settings.sample_data_dir,
-            start=getattr(settings, "sample_start", None),
-            speed=getattr(settings, "sample_speed", 1.0),
+            start=settings.sample_start,
+            speed=settings.sample_speed,
         )
     from binance_client import BinanceClient
 
