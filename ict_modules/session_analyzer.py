@@ -11,9 +11,10 @@ Because the hours are local to New York, their UTC times move by one hour with U
 London is 07:00-10:00 UTC in winter, 06:00-09:00 UTC in summer; on the spring-forward day, 02:00-03:00 does not
 exist and London lasts two hours, 07:00-09:00 UTC; on the fall-back day London is 07:00-10:00 UTC).
 
-Labels: a candle is labelled by its OPEN time (the candle starts inside the killzone). For candles aligned to the
-hour (1m .. 1h) that equals labelling by the candle's last instant; 4h and daily candles straddle killzones and
-their labels are coarse. Times come from the candle index only, never from the wall clock.
+Labels: by default a candle is labelled by its OPEN time (the candle starts inside the killzone); with
+``label_at="close"`` by its last instant (close time - 1 ns, when a signal on it is issued: the engine's fallback
+convention). For candles aligned to the killzone boundaries (1m .. 30m; 1h except at 13:30) both agree; 4h and daily
+candles straddle killzones and their labels are coarse. Times come from the candle index only, never the wall clock.
 
 Session ranges: each occurrence of a killzone (consecutive bars with the same label and the same New York date)
 gives a :class:`SessionRange` with its high and low. It is known once the session is over: ``confirmed_at`` is its
@@ -45,6 +46,11 @@ class Session(StrEnum):
     NY_AM = "ny_am"
     LONDON_CLOSE = "london_close"
     NY_PM = "ny_pm"
+
+
+class LabelTime(StrEnum):
+    OPEN = "open"  # a candle is labelled by its open time
+    CLOSE = "close"  # ... by its last instant (close time - 1 ns)
 
 
 SESSIONS: tuple[Session, ...] = tuple(Session)
@@ -123,23 +129,34 @@ def session_of(moment: pd.Timestamp) -> Session | None:
     return SESSIONS[codes[0]] if codes[0] >= 0 else None
 
 
-def detect_sessions(candles: pd.DataFrame, *, interval: pd.Timedelta | str | None = None) -> SessionAnalysis:
+def detect_sessions(
+    candles: pd.DataFrame,
+    *,
+    interval: pd.Timedelta | str | None = None,
+    label_at: LabelTime | str = LabelTime.OPEN,
+) -> SessionAnalysis:
     """Killzone label of every candle and the completed session ranges (see the module docstring).
 
     Args:
         candles: validated candle frame (UTC open times).
         interval: candle duration; ``None`` = the smallest step between consecutive open times (a one-bar frame
-            then has no completed sessions). Used only to tell when a session is over.
+            then has no completed sessions). Tells when a session is over (and where a candle ends).
+        label_at: ``"open"`` labels a candle by its open time; ``"close"`` by its last instant (close time minus
+            1 ns: the moment a signal on that candle is issued). They differ only for candles that straddle a
+            killzone boundary (e.g. 4h candles). A one-bar frame without ``interval`` is labelled by its open.
     """
     times = candles.index
     n = len(times)
-    codes, day = session_codes(times)
     if interval is not None:
         step = pd.Timedelta(interval)
     elif n >= 2:
         step = pd.Timedelta(int(np.diff(times.as_unit("ns").asi8).min()), unit="ns")
     else:
-        return SessionAnalysis(codes, ())
+        return SessionAnalysis(session_codes(times)[0], ())
+    if LabelTime(label_at) is LabelTime.CLOSE:
+        times = times + step - pd.Timedelta(1, unit="ns")
+        step = pd.Timedelta(1, unit="ns")
+    codes, day = session_codes(times)
     close_codes, close_day = session_codes(times + step)
     inside = codes >= 0
     # occurrence boundaries: a bar starts a new run when its (code, day) differs from the previous bar's

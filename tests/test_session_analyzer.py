@@ -129,3 +129,28 @@ def test_scale_invariance():
     assert key == [
         (r.session, r.start, r.end, r.high_index, r.low_index, r.high_taken_at, r.low_taken_at) for r in b.ranges
     ]
+
+
+def test_label_at_close_for_straddling_candles():
+    # 1h candle 18:00-19:00 UTC = 13:00-14:00 NY (winter): opens outside NY PM, ends inside it
+    one = hourly("2024-01-15 18:00", 2)
+    assert detect_sessions(one).labels() == [None, Session.NY_PM]
+    assert detect_sessions(one, label_at="close").labels() == [Session.NY_PM, Session.NY_PM]
+    # 4h candle 12:00-16:00 UTC = 07:00-11:00 NY: opens in NY AM, ends in London close
+    four = make_candles([(100.0, 101.0, 99.0, 100.0)] * 3, start="2024-01-15 08:00", freq="4h")
+    # (08:00 UTC = 03:00 NY, 12:00 = 07:00, 16:00 = 11:00; last instants 06:59, 10:59, 14:59 NY)
+    assert detect_sessions(four).labels() == [Session.LONDON, Session.NY_AM, Session.LONDON_CLOSE]
+    assert detect_sessions(four, label_at="close").labels() == [None, Session.LONDON_CLOSE, Session.NY_PM]
+    # aligned 15m candles: both conventions agree
+    c = sample_candles("BTCUSDT", "15m", tail=2000)
+    assert np.array_equal(detect_sessions(c).codes, detect_sessions(c, label_at="close").codes)
+
+
+@pytest.mark.parametrize("symbol,interval", [("BTCUSDT", "1h"), ("ETHUSDT", "4h")])
+def test_causal_with_close_labels(symbol, interval):
+    candles = sample_candles(symbol, interval, tail=2000)
+    full = detect_sessions(candles, label_at="close")
+    for k in cut_points(len(candles)):
+        part = detect_sessions(candles.iloc[:k], label_at="close")
+        assert np.array_equal(part.codes, full.codes[:k])
+        assert list(part.ranges) == known_at(full.ranges, k - 1)
