@@ -14,7 +14,8 @@ Definitions:
       stays as its own object, since objects never change after ``confirmed_at``). Lows mirror this.
     - ``PREVIOUS_DAY_HIGH/LOW`` and ``PREVIOUS_WEEK_HIGH/LOW``: the high (low) of a UTC calendar day (ISO week,
       Monday 00:00 UTC) with candles; known at the open of the first bar of the next day (week) with candles, so
-      ``confirmed_at`` is that bar, and that bar itself may already take the level.
+      ``confirmed_at`` is that bar, and that bar itself may already take the level. The first period of a frame
+      may be partial (it starts with the frame).
 
     A pool is *taken* at the first bar ``t`` after its level formed (from ``confirmed_at`` for day/week pools) that
     trades through the level: ``high[t] > level`` for BSL, ``low[t] < level`` for SSL (a touch is not a take).
@@ -208,7 +209,7 @@ def _equal_clusters(idx: np.ndarray, price: np.ndarray, taken: np.ndarray, tol: 
     srt = np.lexsort((i_of, j_of))
     i_of, j_of = i_of[srt], j_of[srt]
     js, starts = np.unique(j_of, return_index=True)
-    return [(*g, j) for g, j in zip(np.split(i_of, starts[1:]), js.tolist(), strict=True) for g in [g.tolist()]]
+    return [(*g.tolist(), j) for g, j in zip(np.split(i_of, starts[1:]), js.tolist(), strict=True)]
 
 
 KINDS = tuple(PoolKind)
