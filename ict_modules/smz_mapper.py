@@ -3,13 +3,14 @@
 Definition:
     Sources (each with a direction, a price zone and a confirmation bar): order blocks
     (:mod:`.order_block_detector`), breaker and mitigation blocks (:mod:`.breaker_block_detector`), fair value gaps
-    of at least ``min_fvg_atr`` ATR (:mod:`.fvg_detector`) and whale blocks (:mod:`.ict_whale_detector`). Bullish
-    sources are demand, bearish ones supply.
+    of at least ``min_fvg_atr`` ATR (:mod:`.fvg_detector`; default 1.0: significant gaps only) and whale blocks
+    (:mod:`.ict_whale_detector`). Bullish sources are demand, bearish ones supply.
     Sources are taken in order of confirmation. A new source that overlaps one or more *live* zones of its
     direction among the ``max_candidates`` most recent ones (sharing at least ``min_overlap`` of the smaller
     zone's height, and with the union no taller than ``max_height_atr`` ATRs) merges with them into a new zone:
     bounds = the union, sources = the union; the merged zones end (``merged_at`` = that bar; a zone confirmed on
-    the same bar is absorbed silently). Otherwise it opens a new zone. A zone is live until a CLOSE through its far edge
+    the same bar is absorbed silently). Otherwise it opens a new zone. A zone is live until a CLOSE through its
+    far edge
     (demand: ``close < bottom``; supply: ``close > top``; ``invalidated_at``) or its merge.
     - strength (0-100, fixed at confirmation): the sum over the distinct source kinds of ``SOURCE_WEIGHTS``
       (order block 30, breaker 25, whale 25, FVG 20) plus 5 per further member, capped at 100.
@@ -135,7 +136,7 @@ def detect_smz(
     breakers: Sequence[BreakerBlock] | None = None,
     fvgs: Sequence[FVG] | None = None,
     whales: Sequence[WhaleBlock] | None = None,
-    min_fvg_atr: float = 0.5,
+    min_fvg_atr: float = 1.0,
     min_overlap: float = 0.5,
     max_height_atr: float = 3.0,
     max_candidates: int = 8,
