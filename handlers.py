@@ -541,19 +541,29 @@ def _state(svc: Services, key: str) -> str | None:
     return None if value is None else str(value)
 
 
+async def set_broadcasts(svc: Services, user_id: int, chat_id: int, on: bool) -> None:
+    """Broadcasts on/off for a chat: the subscriber list and the user's broadcasts setting agree."""
+    store = svc.require("store")
+
+    def work() -> None:
+        with store.transaction():
+            prefs = user_prefs(svc, user_id)
+            if prefs.broadcasts != on:
+                save_prefs(svc, user_id, replace(prefs, broadcasts=on))
+            (store.subscribe if on else store.unsubscribe)(chat_id)
+
+    await asyncio.to_thread(work)
+
+
 async def cmd_subscribe(update: Update, context: Ctx) -> None:
     svc = get_services(context)
-    store = svc.require("store")
-    chat_id = chat_id_of(update)
-    await asyncio.to_thread(store.subscribe, chat_id)
+    await set_broadcasts(svc, update.effective_user.id, chat_id_of(update), True)
     await reply(update, context, "✅ Subscribed: you will receive new signals and alerts. /unsubscribe to stop.")
 
 
 async def cmd_unsubscribe(update: Update, context: Ctx) -> None:
     svc = get_services(context)
-    store = svc.require("store")
-    chat_id = chat_id_of(update)
-    await asyncio.to_thread(store.unsubscribe, chat_id)
+    await set_broadcasts(svc, update.effective_user.id, chat_id_of(update), False)
     await reply(update, context, "🔕 Unsubscribed: no more broadcasts. /subscribe to come back.")
 
 
@@ -610,17 +620,18 @@ def apply_setting(prefs: UserPrefs, key: str, value: str) -> UserPrefs:
 
 async def cmd_settings(update: Update, context: Ctx) -> None:
     svc = get_services(context)
-    store = svc.require("store")
+    svc.require("store")
     user = update.effective_user
     args = context.args or []
     prefs = await asyncio.to_thread(user_prefs, svc, user.id)
     if args:
         if len(args) != 2:
             raise BadInput("Usage: /settings [tf|broadcasts|confidence VALUE].", "/settings tf 4h")
+        before = prefs
         prefs = apply_setting(prefs, args[0], args[1])
         await asyncio.to_thread(save_prefs, svc, user.id, prefs)
-        if not prefs.broadcasts:
-            await asyncio.to_thread(store.unsubscribe, chat_id_of(update))
+        if prefs.broadcasts != before.broadcasts:
+            await set_broadcasts(svc, user.id, chat_id_of(update), prefs.broadcasts)
     await reply(update, context, settings_text(prefs, svc.settings.min_confidence), settings_keyboard(prefs))
 
 
@@ -720,9 +731,8 @@ async def settings_button(update: Update, context: Ctx, key: str, value: str) ->
     user_id = query.from_user.id
     prefs = apply_setting(await asyncio.to_thread(user_prefs, svc, user_id), key, value)
     await asyncio.to_thread(save_prefs, svc, user_id, prefs)
-    if key == "bc" and svc.store is not None:
-        change = svc.store.subscribe if prefs.broadcasts else svc.store.unsubscribe
-        await asyncio.to_thread(change, query.message.chat.id)
+    if key == "bc" and update.effective_chat is not None:
+        await set_broadcasts(svc, user_id, update.effective_chat.id, prefs.broadcasts)
     if query.message is not None:
         await svc.sender.edit(
             query.message.chat.id,

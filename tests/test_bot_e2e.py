@@ -311,14 +311,42 @@ async def test_rate_limit_says_when_to_try_again_admins_exempt(tg, tmp_path):
 
 
 @needs_engine
-async def test_market_data_failure_is_a_clear_reply_and_the_bot_keeps_serving(tg, tmp_path):
-    async with run_bot(tg, tmp_path, market=FailingMarket()):
+async def test_binance_failing_is_a_clear_reply_and_the_bot_keeps_serving(tg, tmp_path):
+    """The real Binance client against the local Binance-shaped server: 503s until the client gives up."""
+    from binance_client import BinanceClient
+    from tests.fake_binance import FakeBinance, Reply
+
+    with FakeBinance(now="2026-03-02 12:05") as binance:
+        market = BinanceClient(binance.url, sleep=lambda seconds: None)  # no real back-off waits
+        async with run_bot(tg, tmp_path, market=market, market_data="binance", binance_api_base_url=binance.url):
+            tg.send_message("/signal BTCUSDT 4h", user_id=USER)
+            first = await tg.wait_for(("sendPhoto", "sendMessage"), chat_id=USER, within=60)
+            assert "BTCUSDT" in first.text
+            binance.script(*[Reply.server_error(503)] * market.policy.attempts)
+            tg.send_message("/signal ETHUSDT 1h", user_id=USER)
+            call = await tg.wait_for("sendMessage", chat_id=USER, where=lambda c: "Market data problem" in c.text)
+            assert "try again" in call.text and "Traceback" not in call.text
+            tg.send_message("/explain SIBI", user_id=USER)
+            call = await tg.wait_for("sendMessage", chat_id=USER, where=lambda c: "Sell-side imbalance" in c.text)
+            tg.send_message("/signal ETHUSDT 1h", user_id=USER)  # Binance is back
+            call = await tg.wait_for(("sendPhoto", "sendMessage"), chat_id=USER, where=lambda c: "ETHUSDT" in c.text)
+            assert "Market data problem" not in call.text
+
+
+async def test_unexpected_error_is_logged_user_gets_one_line_admins_are_notified(tg, tmp_path, caplog):
+    class BrokenMarket(FailingMarket):
+        def validate_symbol(self, symbol: str) -> str:
+            raise ZeroDivisionError("engine bug")
+
+    caplog.set_level(logging.ERROR, logger="telegram_app")
+    async with run_bot(tg, tmp_path, market=BrokenMarket()):
         tg.send_message("/signal BTCUSDT 1h", user_id=USER)
         call = await tg.wait_for("sendMessage", chat_id=USER)
-        assert "unreachable" in call.text and "Traceback" not in call.text
-        tg.send_message("/explain SIBI", user_id=USER)
-        call = await tg.wait_for("sendMessage", chat_id=USER, count=2)
-        assert "Sell-side imbalance" in call.text
+        assert "Something went wrong" in call.text and "ZeroDivisionError" not in call.text
+        notice = await tg.wait_for("sendMessage", chat_id=ADMIN)
+        assert "ZeroDivisionError" in notice.text and "engine bug" in notice.text
+    record = next(r for r in caplog.records if "error while handling" in r.getMessage())
+    assert record.exc_info is not None
 
 
 @needs_engine
@@ -417,3 +445,19 @@ async def test_scan_train_market_and_pause_state(tg, tmp_path):
         tg.send_message("/train", user_id=ADMIN)
         call = await tg.wait_for("sendMessage", chat_id=ADMIN, where=lambda c: "<pre>" in c.text, within=60)
         assert "outcomes" in call.text  # the training report (too few outcomes in an empty journal)
+
+
+async def test_subscribe_unsubscribe_and_broadcast_setting_agree(tg, bot):
+    services = bot.bot_data["services"]
+    tg.send_message("/subscribe", user_id=USER)
+    await tg.wait_for("sendMessage", chat_id=USER)
+    assert services.store.is_subscribed(USER) and services.store.get_user_settings(USER).broadcasts
+    tg.send_message("/settings broadcasts off", user_id=USER)
+    await tg.wait_for("sendMessage", chat_id=USER, count=2)
+    assert not services.store.is_subscribed(USER)
+    tg.send_message("/subscribe", user_id=USER)
+    await tg.wait_for("sendMessage", chat_id=USER, count=3)
+    assert services.store.is_subscribed(USER) and services.store.get_user_settings(USER).broadcasts
+    tg.send_message("/unsubscribe", user_id=USER)
+    await tg.wait_for("sendMessage", chat_id=USER, count=4)
+    assert not services.store.is_subscribed(USER) and not services.store.get_user_settings(USER).broadcasts
