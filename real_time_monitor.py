@@ -82,9 +82,11 @@ def monitor_tick(
     if evaluate_80 is None:
 
         def evaluate_80(position: Position) -> Any:
+            import ict_signal_engine
             from ict_80_alert_handler import recommend_for
 
-            return recommend_for(position, market, end=pd.Timestamp(moment))
+            config = ict_signal_engine.EngineConfig.from_settings(settings) if settings is not None else None
+            return recommend_for(position, market, end=pd.Timestamp(moment), config=config)
 
     active = store.list_open()
     by_symbol: dict[str, list[Position]] = defaultdict(list)

@@ -238,3 +238,19 @@ def test_savepoint_undoes_only_its_own_changes(tmp_path):
         store.enqueue(1, "kept too")
     assert [m.html for m in store.pending_outbox()] == ["kept", "kept too"]
     store.close()
+
+
+def test_80_percent_handler_on_the_sample_market_through_the_engine():
+    from ict_80_alert_handler import format_recommendation_html, recommend_for
+    from tests.helpers import SAMPLE_DIR
+
+    at = pd.Timestamp("2026-07-24 04:00:20", tz="UTC")
+    market = SampleSource(SAMPLE_DIR, clock=lambda: at)
+    last = float(market.klines("BTCUSDT", "1h", 1)["close"].iloc[-1])
+    sig = make_signal(market=True, scale=last / 104.0, time=(at - pd.Timedelta(hours=5)).to_pydatetime())
+    position = Position.from_signal(sig)
+    rec = recommend_for(position, market)
+    assert rec.price == pytest.approx(last)
+    assert [c.name for c in rec.checks] == ["structure", "opposing_zone", "liquidity", "momentum"]
+    text = format_recommendation_html(position, rec)
+    assert "80% of the way to TP1" in text and rec.action.label in text
