@@ -235,54 +235,114 @@ class Snapshot:
 # registry
 
 
+Options = Callable[[EngineConfig, Mapping[str, Any]], dict[str, Any]]
+
+
+def _no_options(cfg: EngineConfig, done: Mapping[str, Any]) -> dict[str, Any]:
+    return {}
+
+
 @dataclass(frozen=True, slots=True)
 class DetectorSpec:
-    """One registry row: ``module.function(candles, **options(config))`` over a whole frame.
+    """One registry row: ``module.function(candles, **options(config, done))`` over a whole frame.
 
-    ``higher``: also run on every higher-timeframe frame (structure and liquidity are read there too).
+    ``done`` maps the names of the rows already run on the same frame to their results, so a detector can be given
+    the objects it would otherwise recompute (structure events, order blocks, candle tables, ...). A failed row is
+    absent from ``done``; detectors then compute what they need themselves.
+    ``higher``: also run on the higher-timeframe frames (structure and liquidity are read there too): True = all of
+    them, an int n = the first (nearest) n.
     """
 
     name: str
     module: str
     function: str
-    options: Callable[[EngineConfig], dict[str, Any]] = lambda cfg: {}
-    higher: bool = False
+    options: Options = _no_options
+    higher: bool | int = False
 
-    def run(self, module: Any, candles: pd.DataFrame, config: EngineConfig) -> Any:
-        return getattr(module, self.function)(candles, **self.options(config))
+    def run(
+        self, module: Any, candles: pd.DataFrame, config: EngineConfig, done: Mapping[str, Any] | None = None
+    ) -> Any:
+        return getattr(module, self.function)(candles, **self.options(config, done or {}))
 
 
-def _spec(name: str, module: str, function: str, options: Any = None, *, higher: bool = False) -> DetectorSpec:
-    return DetectorSpec(name, f"ict_modules.{module}", function, options or (lambda cfg: {}), higher)
+def _spec(
+    name: str, module: str, function: str, options: Options | None = None, *, higher: bool | int = False
+) -> DetectorSpec:
+    return DetectorSpec(name, f"ict_modules.{module}", function, options or _no_options, higher)
+
+
+def _given(done: Mapping[str, Any], **names: str) -> dict[str, Any]:
+    """Keyword arguments ``{kwarg: done[name]}`` for the named earlier results that exist."""
+    return {kwarg: done[name] for kwarg, name in names.items() if done.get(name) is not None}
 
 
 REGISTRY: tuple[DetectorSpec, ...] = (
-    _spec("swing_points", "swing_points", "detect_swing_points", lambda cfg: {"left": 3, "right": 3}),
-    _spec("market_structure", "market_structure", "detect_market_structure", higher=True),
+    _spec("candle_tables", "order_block_detector", "candle_tables", higher=True),
+    _spec("swing_points", "swing_points", "detect_swing_points", lambda cfg, done: {"left": 3, "right": 3}),
+    _spec(
+        "market_structure",
+        "market_structure",
+        "detect_market_structure",
+        lambda cfg, done: _given(done, tables="candle_tables"),
+        higher=True,
+    ),
     _spec(
         "internal_structure",
         "market_structure",
         "detect_market_structure",
-        lambda cfg: {"level": "internal"},
+        lambda cfg, done: {"level": "internal", **_given(done, tables="candle_tables")},
         higher=True,
     ),
     _spec(
         "liquidity_map",
         "liquidity_map",
         "detect_liquidity",
-        lambda cfg: {"swing_length": cfg.swing_length},
-        higher=True,
+        lambda cfg, done: {"swing_length": cfg.swing_length},
+        higher=1,  # the nearest higher timeframe's pools are targets too
     ),
-    _spec("displacement", "displacement_detector", "detect_displacement", lambda cfg: {"atr_length": cfg.atr_length}),
-    _spec("order_blocks", "order_block_detector", "detect_order_blocks"),
-    _spec("breaker_blocks", "breaker_block_detector", "detect_breaker_blocks"),
+    _spec(
+        "displacement",
+        "displacement_detector",
+        "detect_displacement",
+        lambda cfg, done: {"atr_length": cfg.atr_length},
+    ),
+    _spec(
+        "order_blocks",
+        "order_block_detector",
+        "detect_order_blocks",
+        lambda cfg, done: _given(done, events="internal_structure", tables="candle_tables"),
+    ),
+    _spec(
+        "breaker_blocks",
+        "breaker_block_detector",
+        "detect_breaker_blocks",
+        lambda cfg, done: _given(done, order_blocks="order_blocks", tables="candle_tables"),
+    ),
     _spec("fvg", "fvg_detector", "detect_fvgs"),
     _spec("sibi_ssib", "sibi_ssib_detector", "detect_sibi_ssib"),
-    _spec("ilp", "ilp_detector", "detect_internal_liquidity"),
-    _spec("whale", "ict_whale_detector", "detect_whale_blocks"),
     _spec("premium_discount", "premium_discount", "detect_dealing_ranges"),
-    _spec("ote", "ote_calculator", "detect_ote", lambda cfg: {"swing_length": cfg.swing_length}),
-    _spec("entry_models", "entry_models", "detect_entry_models"),
+    _spec(
+        "ilp", "ilp_detector", "detect_internal_liquidity", lambda cfg, done: _given(done, ranges="premium_discount")
+    ),
+    _spec("whale", "ict_whale_detector", "detect_whale_blocks"),
+    _spec("ote", "ote_calculator", "detect_ote", lambda cfg, done: {"swing_length": cfg.swing_length}),
+    _spec(
+        "entry_models",
+        "entry_models",
+        "detect_entry_models",
+        lambda cfg, done: {
+            "ote_swing_length": cfg.swing_length,
+            **_given(
+                done,
+                events="internal_structure",
+                trend_events="market_structure",
+                order_blocks="order_blocks",
+                breakers="breaker_blocks",
+                fvgs="fvg",
+                ote_setups="ote",
+            ),
+        },
+    ),
     _spec("session", "session_analyzer", "detect_sessions"),
 )
 
@@ -326,14 +386,22 @@ def run_registry(
             logger.debug("detector %s unavailable: %s", spec.name, exc)
             unavailable.append(spec.name)
             continue
-        for tf in frames if spec.higher else (timeframe,):
+        for tf in _frames_for(spec, list(frames)):
             try:
-                raw[(spec.name, tf)] = _in_confirmation_order(spec.run(module, frames[tf], config))
+                done = {name: value for (name, t), value in raw.items() if t == tf}
+                raw[(spec.name, tf)] = _in_confirmation_order(spec.run(module, frames[tf], config, done))
             except Exception:  # a broken detector must not take the engine down
                 logger.exception("detector %s failed on %s; skipped", spec.name, tf)
                 if spec.name not in unavailable:
                     unavailable.append(spec.name)
     return raw, unavailable
+
+
+def _frames_for(spec: DetectorSpec, timeframes: list[str]) -> list[str]:
+    """The timeframes a registry row runs on: the entry one (first), plus all or the nearest n higher ones."""
+    if spec.higher is True:
+        return timeframes
+    return timeframes[: 1 + int(spec.higher)]
 
 
 def _in_confirmation_order(result: Any) -> Any:

@@ -82,7 +82,7 @@ def fake_registry(monkeypatch, objects, *, broken=()):
     modules = {f"fake.{n}": SimpleNamespace(detect=runner(n)) for n in names}
     monkeypatch.setattr(eng, "_module", lambda path: modules[path])
     return [
-        eng.DetectorSpec(n, f"fake.{n}", "detect", lambda cfg: {"tf_of": lambda c: sizes[len(c)]}, higher=True)
+        eng.DetectorSpec(n, f"fake.{n}", "detect", lambda cfg, done: {"tf_of": lambda c: sizes[len(c)]}, higher=True)
         for n in sorted(names)
     ]
 
