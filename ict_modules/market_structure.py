@@ -36,7 +36,7 @@ import pandas as pd
 
 from .core import Direction
 from .displacement_detector import displacement_mask
-from .swing_points import SwingKind, SwingPoint, detect_swing_points
+from .swing_points import SwingKind, SwingPoint, pivot_mask
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +183,189 @@ def _breaks(conf: np.ndarray, prices: np.ndarray, close_table: list[np.ndarray],
     return np.where(first <= window_end, first, n)
 
 
+@dataclass(frozen=True, slots=True)
+class Pivots:
+    """Swing pivots of one length as arrays, each side in bar order (what :func:`structure_arrays` consumes)."""
+
+    high_index: np.ndarray
+    high_price: np.ndarray
+    low_index: np.ndarray
+    low_price: np.ndarray
+    length: int  # confirmation delay: confirmed_at = index + length
+
+    @classmethod
+    def of(cls, candles: pd.DataFrame, length: int) -> Pivots:
+        """Pivots of ``left = right = length`` (:func:`.swing_points.pivot_mask`), without building objects."""
+        high = candles["high"].to_numpy(dtype=np.float64)
+        low = candles["low"].to_numpy(dtype=np.float64)
+        hi = np.flatnonzero(pivot_mask(high, left=length, right=length, highs=True))
+        lo = np.flatnonzero(pivot_mask(low, left=length, right=length, highs=False))
+        return cls(hi, high[hi], lo, low[lo], length)
+
+    @classmethod
+    def from_points(cls, points: Sequence[SwingPoint]) -> Pivots:
+        """From :class:`.swing_points.SwingPoint` objects (all of one length)."""
+        highs = [p for p in points if p.kind is SwingKind.HIGH]
+        lows = [p for p in points if p.kind is SwingKind.LOW]
+        length = points[0].confirmed_at - points[0].index if points else 0
+        return cls(
+            np.array([p.index for p in highs], dtype=np.int64),
+            np.array([p.price for p in highs], dtype=np.float64),
+            np.array([p.index for p in lows], dtype=np.int64),
+            np.array([p.price for p in lows], dtype=np.float64),
+            length,
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class StructureArrays:
+    """The events of :func:`detect_market_structure` as parallel arrays (bar order), for array consumers."""
+
+    level: StructureLevel
+    bars: np.ndarray  # breaking bar (confirmed_at)
+    bullish: np.ndarray  # bool
+    kinds: np.ndarray  # int8: 0 BOS, 1 CHOCH, 2 MSS
+    swing_index: np.ndarray
+    swing_price: np.ndarray
+    leg: np.ndarray
+    sweep: np.ndarray  # -1 = none
+    displacement: np.ndarray  # -1 = none
+
+    def __len__(self) -> int:
+        return len(self.bars)
+
+    def events(self) -> list[StructureEvent]:
+        kind_of = (StructureKind.BOS, StructureKind.CHOCH, StructureKind.MSS)
+        direction_of = (Direction.BEARISH, Direction.BULLISH)
+        lv = self.level
+        return [
+            StructureEvent(
+                kind_of[kd], direction_of[bu], lv, pv, pr, br, lg, sw if sw >= 0 else None, dp if dp >= 0 else None
+            )
+            for kd, bu, pv, pr, br, lg, sw, dp in zip(
+                self.kinds.tolist(),
+                self.bullish.tolist(),
+                self.swing_index.tolist(),
+                self.swing_price.tolist(),
+                self.bars.tolist(),
+                self.leg.tolist(),
+                self.sweep.tolist(),
+                self.displacement.tolist(),
+                strict=True,
+            )
+        ]
+
+    @classmethod
+    def from_events(
+        cls, events: Sequence[StructureEvent], level: StructureLevel | str | None = None
+    ) -> StructureArrays:
+        code = {StructureKind.BOS: 0, StructureKind.CHOCH: 1, StructureKind.MSS: 2}
+        lv = StructureLevel(level) if level is not None else (events[0].level if events else StructureLevel.SWING)
+        return cls(
+            lv,
+            np.array([e.confirmed_at for e in events], dtype=np.int64),
+            np.array([e.direction is Direction.BULLISH for e in events], dtype=bool),
+            np.array([code[e.kind] for e in events], dtype=np.int8),
+            np.array([e.swing_index for e in events], dtype=np.int64),
+            np.array([e.swing_price for e in events], dtype=np.float64),
+            np.array([e.leg_index for e in events], dtype=np.int64),
+            np.array([-1 if e.sweep_index is None else e.sweep_index for e in events], dtype=np.int64),
+            np.array([-1 if e.displacement_index is None else e.displacement_index for e in events], dtype=np.int64),
+        )
+
+    def trend(self, n: int) -> np.ndarray:
+        """Per-bar int8 trend after each bar's close (see :func:`trend_from_events`)."""
+        out = np.zeros(n, dtype=np.int8)
+        if len(self.bars) == 0 or n == 0:
+            return out
+        marks = np.full(n, -1, dtype=np.int64)
+        marks[self.bars] = np.arange(len(self.bars))  # the last event of a bar wins
+        latest = np.maximum.accumulate(marks)
+        has = latest >= 0
+        out[has] = np.where(self.bullish, 1, -1).astype(np.int8)[latest[has]]
+        return out
+
+
+def _empty_arrays(level: StructureLevel) -> StructureArrays:
+    i, f = np.empty(0, dtype=np.int64), np.empty(0)
+    return StructureArrays(level, i, np.empty(0, dtype=bool), np.empty(0, dtype=np.int8), i, f, i, i, i)
+
+
+def structure_arrays(
+    candles: pd.DataFrame,
+    *,
+    level: StructureLevel | str = StructureLevel.SWING,
+    internal_length: int = 3,
+    swing_length: int = 10,
+    pivots: Pivots | None = None,
+    min_body_atr: float = 1.2,
+    min_body_ratio: float = 0.6,
+    atr_length: int = 14,
+    tables: dict[str, list[np.ndarray]] | None = None,
+) -> StructureArrays:
+    """:func:`detect_market_structure` as arrays (no objects); ``pivots`` of the level's length may be given."""
+    level = StructureLevel(level)
+    n = len(candles)
+    if pivots is None:
+        pivots = Pivots.of(candles, level_lengths(level, internal_length, swing_length))
+    if n == 0 or len(pivots.high_index) + len(pivots.low_index) == 0:
+        return _empty_arrays(level)
+    high = candles["high"].to_numpy(dtype=np.float64)
+    low = candles["low"].to_numpy(dtype=np.float64)
+    if tables is None:
+        tables = candle_tables(candles)
+    h_conf = pivots.high_index + pivots.length
+    l_conf = pivots.low_index + pivots.length
+    hi_break = _breaks(h_conf, pivots.high_price, tables["close_max"], n, above=True)
+    lo_break = _breaks(l_conf, pivots.low_price, tables["close_min"], n, above=False)
+    hit_hi, hit_lo = hi_break < n, lo_break < n
+    bars = np.concatenate((hi_break[hit_hi], lo_break[hit_lo]))
+    if len(bars) == 0:
+        return _empty_arrays(level)
+    disp = displacement_mask(candles, min_body_atr=min_body_atr, min_body_ratio=min_body_ratio, atr_length=atr_length)
+    # sell-side / buy-side liquidity taken per bar
+    ssl = _sweep_mask(low, l_conf, pivots.low_price, lo_break, n, above=False)
+    bsl = _sweep_mask(high, h_conf, pivots.high_price, hi_break, n, above=True)
+
+    pivot_bar = np.concatenate((pivots.high_index[hit_hi], pivots.low_index[hit_lo]))
+    price = np.concatenate((pivots.high_price[hit_hi], pivots.low_price[hit_lo]))
+    bullish = np.concatenate((np.ones(hit_hi.sum(), dtype=bool), np.zeros(hit_lo.sum(), dtype=bool)))
+    order = np.lexsort((~bullish, bars))  # bar order, a bullish break first on a shared bar
+    bars, pivot_bar, price, bullish = bars[order], pivot_bar[order], price[order], bullish[order]
+    leg = np.empty(len(bars), dtype=np.int64)
+    sweep = np.empty(len(bars), dtype=np.int64)
+    displaced = np.empty(len(bars), dtype=np.int64)
+    for side, mask in ((True, bullish), (False, ~bullish)):
+        if not mask.any():
+            continue
+        b, p = bars[mask], pivot_bar[mask]
+        if side:
+            leg[mask] = range_argextreme(tables["low_min"], p + 1, b, maximum=False)
+            sweep[mask] = last_true_index(ssl)[b]
+            displaced[mask] = last_true_index(disp > 0)[b]
+        else:
+            leg[mask] = range_argextreme(tables["high_max"], p + 1, b, maximum=True)
+            sweep[mask] = last_true_index(bsl)[b]
+            displaced[mask] = last_true_index(disp < 0)[b]
+    swept = sweep > pivot_bar
+    has_disp = displaced > pivot_bar
+    # the trend before a break is the direction of the previous break: a change of direction is a CHOCH
+    reversal = np.concatenate(([False], bullish[1:] != bullish[:-1]))
+    mss = reversal & swept & has_disp & (displaced >= sweep)
+    kinds = np.where(mss, 2, np.where(reversal, 1, 0)).astype(np.int8)
+    return StructureArrays(
+        level,
+        bars,
+        bullish,
+        kinds,
+        pivot_bar,
+        price,
+        leg,
+        np.where(swept, sweep, -1),
+        np.where(has_disp, displaced, -1),
+    )
+
+
 def detect_market_structure(
     candles: pd.DataFrame,
     *,
@@ -208,91 +391,32 @@ def detect_market_structure(
         tables: :func:`candle_tables` of these candles, when the caller already has them.
     """
     level = StructureLevel(level)
-    n = len(candles)
-    if swings is None:
-        length = level_lengths(level, internal_length, swing_length)
-        swings = detect_swing_points(candles, left=length, right=length)
-    is_high = np.array([p.kind is SwingKind.HIGH for p in swings], dtype=bool)
-    index = np.array([p.index for p in swings], dtype=np.int64)
-    price = np.array([p.price for p in swings], dtype=np.float64)
-    conf = np.array([p.confirmed_at for p in swings], dtype=np.int64)
-    if n == 0 or len(index) == 0:
-        return []
-    high = candles["high"].to_numpy(dtype=np.float64)
-    low = candles["low"].to_numpy(dtype=np.float64)
-    disp = displacement_mask(candles, min_body_atr=min_body_atr, min_body_ratio=min_body_ratio, atr_length=atr_length)
-    last_bull_disp = last_true_index(disp > 0)
-    last_bear_disp = last_true_index(disp < 0)
-    if tables is None:
-        tables = candle_tables(candles)
-    hi_sel, lo_sel = np.flatnonzero(is_high), np.flatnonzero(~is_high)
-    hi_break = _breaks(conf[hi_sel], price[hi_sel], tables["close_max"], n, above=True)
-    lo_break = _breaks(conf[lo_sel], price[lo_sel], tables["close_min"], n, above=False)
-    # sell-side / buy-side liquidity taken per bar
-    ssl = _sweep_mask(low, conf[lo_sel], price[lo_sel], lo_break, n, above=False)
-    bsl = _sweep_mask(high, conf[hi_sel], price[hi_sel], hi_break, n, above=True)
-    last_ssl_sweep, last_bsl_sweep = last_true_index(ssl), last_true_index(bsl)
-
-    hit_hi, hit_lo = hi_break < n, lo_break < n
-    bars = np.concatenate((hi_break[hit_hi], lo_break[hit_lo]))
-    if len(bars) == 0:
-        return []
-    which = np.concatenate((hi_sel[hit_hi], lo_sel[hit_lo]))  # position of the broken swing
-    bullish = np.concatenate((np.ones(hit_hi.sum(), dtype=bool), np.zeros(hit_lo.sum(), dtype=bool)))
-    order = np.lexsort((~bullish, bars))  # bar order, a bullish break first on a shared bar
-    bars, which, bullish = bars[order], which[order], bullish[order]
-    pivots = index[which]
-    leg = np.where(
-        bullish,
-        range_argextreme(tables["low_min"], pivots + 1, bars, maximum=False),
-        range_argextreme(tables["high_max"], pivots + 1, bars, maximum=True),
-    )
-    sweep = np.where(bullish, last_ssl_sweep[bars], last_bsl_sweep[bars])
-    displaced = np.where(bullish, last_bull_disp[bars], last_bear_disp[bars])
-    swept = sweep > pivots
-    has_disp = displaced > pivots
-    # the trend before a break is the direction of the previous break: a change of direction is a CHOCH
-    reversal = np.concatenate(([False], bullish[1:] != bullish[:-1]))
-    mss = reversal & swept & has_disp & (displaced >= sweep)
-    kinds = np.where(mss, 2, np.where(reversal, 1, 0))
-    kind_of = (StructureKind.BOS, StructureKind.CHOCH, StructureKind.MSS)
-    direction_of = (Direction.BEARISH, Direction.BULLISH)
-    return [
-        StructureEvent(kind_of[kd], direction_of[bu], level, pv, pr, br, lg, sw if sd else None, dp if hd else None)
-        for pr, kd, bu, pv, br, lg, sw, sd, dp, hd in zip(
-            price[which].tolist(),
-            kinds.tolist(),
-            bullish.tolist(),
-            pivots.tolist(),
-            bars.tolist(),
-            leg.tolist(),
-            sweep.tolist(),
-            swept.tolist(),
-            displaced.tolist(),
-            has_disp.tolist(),
-            strict=True,
-        )
-    ]
+    pivots = None
+    if swings is not None:
+        pivots = Pivots.from_points(swings)
+        if not swings:
+            return []
+    return structure_arrays(
+        candles,
+        level=level,
+        internal_length=internal_length,
+        swing_length=swing_length,
+        pivots=pivots,
+        min_body_atr=min_body_atr,
+        min_body_ratio=min_body_ratio,
+        atr_length=atr_length,
+        tables=tables,
+    ).events()
 
 
 def trend_from_events(events: Sequence[StructureEvent], n: int) -> np.ndarray:
     """Per-bar int8 trend after each bar's close: +1 bullish, -1 bearish, 0 before the first break."""
-    out = np.zeros(n, dtype=np.int8)
-    if not events or n == 0:
-        return out
-    bars = np.array([e.confirmed_at for e in events], dtype=np.int64)
-    signs = np.array([e.direction.sign for e in events], dtype=np.int8)
-    marks = np.full(n, -1, dtype=np.int64)
-    marks[bars] = np.arange(len(events))  # the last event of a bar wins
-    latest = np.maximum.accumulate(marks)
-    has = latest >= 0
-    out[has] = signs[latest[has]]
-    return out
+    return StructureArrays.from_events(events).trend(n)
 
 
 def trend_array(candles: pd.DataFrame, **kwargs) -> np.ndarray:
-    """Per-bar trend (+1/-1/0) of :func:`detect_market_structure` with the same keyword arguments."""
-    return trend_from_events(detect_market_structure(candles, **kwargs), len(candles))
+    """Per-bar trend (+1/-1/0) of :func:`structure_arrays` with the same keyword arguments."""
+    return structure_arrays(candles, **kwargs).trend(len(candles))
 
 
 def current_trend(events: Sequence[StructureEvent]) -> Direction | None:

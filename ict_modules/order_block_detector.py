@@ -35,14 +35,15 @@ import pandas as pd
 
 from .core import Direction
 from .market_structure import (
+    StructureArrays,
     StructureEvent,
     StructureKind,
     StructureLevel,
     candle_tables,
-    detect_market_structure,
     first_beyond,
     last_true_index,
     range_extreme,
+    structure_arrays,
 )
 
 logger = logging.getLogger(__name__)
@@ -114,17 +115,13 @@ def zone_states(
     return touch, broken
 
 
-def _opt(value: int, n: int) -> int | None:
-    return None if value >= n else value
-
-
 def detect_order_blocks(
     candles: pd.DataFrame,
     *,
     level: StructureLevel | str = StructureLevel.INTERNAL,
     internal_length: int = 3,
     swing_length: int = 10,
-    events: Sequence[StructureEvent] | None = None,
+    events: Sequence[StructureEvent] | StructureArrays | None = None,
     max_run: int = 3,
     require_displacement: bool = True,
     volume_lookback: int = 20,
@@ -138,8 +135,9 @@ def detect_order_blocks(
     Args:
         candles: validated candle frame.
         level, internal_length, swing_length: structure level and pivot lengths (bars) of the breaks.
-        events: precomputed :func:`.market_structure.detect_market_structure` events of these candles (skips
-            recomputing them; ``level`` and the lengths are then ignored).
+        events: precomputed :func:`.market_structure.detect_market_structure` events (or
+            :func:`.market_structure.structure_arrays`) of these candles (skips recomputing them; ``level`` and the
+            lengths are then ignored).
         max_run: most consecutive same-colour candles merged into one block.
         require_displacement: keep only blocks whose leg has a displacement candle after them.
         volume_lookback: bars before the block that ``relative_volume`` compares against.
@@ -150,7 +148,7 @@ def detect_order_blocks(
     if tables is None:
         tables = candle_tables(candles)
     if events is None:
-        events = detect_market_structure(
+        arrays = structure_arrays(
             candles,
             level=level,
             internal_length=internal_length,
@@ -160,18 +158,19 @@ def detect_order_blocks(
             atr_length=atr_length,
             tables=tables,
         )
-    if n == 0 or not events:
+    elif isinstance(events, StructureArrays):
+        arrays = events
+    else:
+        arrays = StructureArrays.from_events(events, events[0].level if events else level)
+    if n == 0 or len(arrays) == 0:
         return []
     o = candles["open"].to_numpy(dtype=np.float64)
     c = candles["close"].to_numpy(dtype=np.float64)
     vol = candles["volume"].to_numpy(dtype=np.float64)
 
-    sign = np.array([e.direction.sign for e in events], dtype=np.int64)
-    bars = np.array([e.confirmed_at for e in events], dtype=np.int64)
-    pivots = np.array([e.swing_index for e in events], dtype=np.int64)
-    legs = np.array([e.leg_index for e in events], dtype=np.int64)
-    disp = np.array([-1 if e.displacement_index is None else e.displacement_index for e in events], dtype=np.int64)
-    bull = sign > 0
+    bull = arrays.bullish
+    sign = np.where(bull, 1, -1)
+    bars, pivots, legs, disp, kinds = arrays.bars, arrays.swing_index, arrays.leg, arrays.displacement, arrays.kinds
 
     down, up = c < o, c > o
     block_end = np.where(bull, last_true_index(down)[legs], last_true_index(up)[legs])
@@ -182,10 +181,9 @@ def detect_order_blocks(
         ok &= disp > block_end
     if not ok.any():
         return []
-    sign, bars, pivots, block_end, start, disp, bull = (
-        a[ok] for a in (sign, bars, pivots, block_end, start, disp, bull)
+    sign, bars, pivots, block_end, start, disp, bull, kinds = (
+        a[ok] for a in (sign, bars, pivots, block_end, start, disp, bull, kinds)
     )
-    picked = [e for e, keep in zip(events, ok.tolist(), strict=True) if keep]
 
     top = range_extreme(tables["high_max"], start, block_end, maximum=True)
     bottom = range_extreme(tables["low_min"], start, block_end, maximum=False)
@@ -205,34 +203,40 @@ def detect_order_blocks(
 
     touch, broken = zone_states(sign, top, bottom, bars, tables, n)
 
-    out: list[OrderBlock] = []
-    seen: set[tuple[int, int]] = set()
-    for k, e in enumerate(picked):
-        if not intact[k]:
-            continue
-        key = (int(sign[k]), int(block_end[k]))
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(
-            OrderBlock(
-                direction=e.direction,
-                start_index=int(start[k]),
-                index=int(block_end[k]),
-                top=float(top[k]),
-                bottom=float(bottom[k]),
-                volume=float(block_volume[k]),
-                relative_volume=float(rel_volume[k]),
-                level=e.level,
-                break_kind=e.kind,
-                swing_index=e.swing_index,
-                displacement_index=None if disp[k] < 0 else int(disp[k]),
-                confirmed_at=e.confirmed_at,
-                mitigated_at=_opt(int(touch[k]), n),
-                invalidated_at=_opt(int(broken[k]), n),
-            )
+    # one OB per candle: the first break that defines it wins
+    keep = np.flatnonzero(intact)
+    _, first = np.unique(np.stack((sign[keep], block_end[keep])), axis=1, return_index=True)
+    keep = keep[np.sort(first)]
+    level_of = arrays.level
+    kind_of = (StructureKind.BOS, StructureKind.CHOCH, StructureKind.MSS)
+    direction_of = {1: Direction.BULLISH, -1: Direction.BEARISH}
+    return [
+        OrderBlock(
+            direction_of[sg],
+            st,
+            be,
+            tp,
+            bt,
+            vl,
+            rv,
+            level_of,
+            kind_of[kd],
+            pv,
+            None if dp < 0 else dp,
+            br,
+            None if tc >= n else tc,
+            None if bk >= n else bk,
         )
-    return out
+        for sg, st, be, tp, bt, vl, rv, kd, pv, dp, br, tc, bk in zip(
+            *(
+                a[keep].tolist()
+                for a in (sign, start, block_end, top, bottom, block_volume, rel_volume, kinds, pivots, disp, bars)
+            ),
+            touch[keep].tolist(),
+            broken[keep].tolist(),
+            strict=True,
+        )
+    ]
 
 
 def active_order_blocks(blocks: Sequence[OrderBlock], bar: int) -> list[OrderBlock]:
