@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 
 from .core import Direction
-from .market_structure import StructureLevel, candle_tables, first_beyond, level_lengths
+from .market_structure import Pivots, StructureLevel, candle_tables, first_beyond, level_lengths
 from .order_block_detector import OrderBlock, ZoneState, detect_order_blocks, zone_states
-from .swing_points import SwingKind, SwingPoint, detect_swing_points
+from .swing_points import SwingPoint
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +68,11 @@ class BreakerBlock:
         return ZoneState.ACTIVE
 
 
-def _prior_swing(points: list[SwingPoint], before_index: np.ndarray, known_by: np.ndarray) -> np.ndarray:
-    """Position in ``points`` of the latest pivot with index < before_index and confirmed_at <= known_by, or -1."""
-    if not points:
-        return np.full(len(before_index), -1, dtype=np.int64)
-    idx = np.array([p.index for p in points], dtype=np.int64)
-    conf = np.array([p.confirmed_at for p in points], dtype=np.int64)
-    by_index = np.searchsorted(idx, before_index, side="left")
-    by_conf = np.searchsorted(conf, known_by, side="right")
+def _prior_swing(index: np.ndarray, length: int, before_index: np.ndarray, known_by: np.ndarray) -> np.ndarray:
+    """Position in ``index`` (pivot bars, ascending) of the latest pivot with index < before_index and
+    confirmed (``index + length``) by ``known_by``, or -1."""
+    by_index = np.searchsorted(index, before_index, side="left")
+    by_conf = np.searchsorted(index + length, known_by, side="right")
     return np.minimum(by_index, by_conf) - 1
 
 
@@ -87,7 +84,7 @@ def detect_breaker_blocks(
     sweep_level: StructureLevel | str = StructureLevel.SWING,
     internal_length: int = 3,
     swing_length: int = 10,
-    swings: Sequence[SwingPoint] | None = None,
+    swings: Sequence[SwingPoint] | Pivots | None = None,
     tables: dict[str, list[np.ndarray]] | None = None,
 ) -> list[BreakerBlock]:
     """Breaker and mitigation blocks in order of confirmation (see module docstring).
@@ -99,7 +96,7 @@ def detect_breaker_blocks(
         level: structure level of the order blocks (when computed here).
         sweep_level: pivot set whose prior swing must be taken for a BREAKER.
         internal_length, swing_length: pivot lengths in bars.
-        swings: precomputed swing points of ``sweep_level`` (skips recomputing them).
+        swings: precomputed swing points (or :class:`.market_structure.Pivots`) of ``sweep_level``.
         tables: :func:`.market_structure.candle_tables` of these candles, when the caller already has them.
     """
     n = len(candles)
@@ -112,10 +109,11 @@ def detect_breaker_blocks(
     if n == 0 or not failed:
         return []
     if swings is None:
-        length = level_lengths(sweep_level, internal_length, swing_length)
-        swings = detect_swing_points(candles, left=length, right=length)
-    highs = [p for p in swings if p.kind is SwingKind.HIGH]
-    lows = [p for p in swings if p.kind is SwingKind.LOW]
+        pivots = Pivots.of(candles, level_lengths(sweep_level, internal_length, swing_length))
+    elif isinstance(swings, Pivots):
+        pivots = swings
+    else:
+        pivots = Pivots.from_points(swings)
     if tables is None:
         tables = candle_tables(candles)
 
@@ -127,10 +125,10 @@ def detect_breaker_blocks(
     top = np.array([b.top for b in failed])
     bottom = np.array([b.bottom for b in failed])
 
-    hi_pos = _prior_swing(highs, start, fail)
-    lo_pos = _prior_swing(lows, start, fail)
-    high_prices = np.array([p.price for p in highs] + [np.nan])  # index -1 -> NaN
-    low_prices = np.array([p.price for p in lows] + [np.nan])
+    hi_pos = _prior_swing(pivots.high_index, pivots.length, start, fail)
+    lo_pos = _prior_swing(pivots.low_index, pivots.length, start, fail)
+    high_prices = np.append(pivots.high_price, np.nan)  # position -1 -> NaN
+    low_prices = np.append(pivots.low_price, np.nan)
     prior = np.where(was_bull, high_prices[hi_pos], low_prices[lo_pos])
     has_prior = ~np.isnan(prior)
     thr = np.where(has_prior, prior, 0.0)
@@ -143,22 +141,23 @@ def detect_breaker_blocks(
 
     new_sign = np.where(was_bull, -1, 1)
     touch, broken = zone_states(new_sign, top, bottom, fail, tables, n)
-    out = []
-    for k, b in enumerate(failed):
-        out.append(
-            BreakerBlock(
-                kind=BlockKind.BREAKER if swept[k] else BlockKind.MITIGATION,
-                direction=b.direction.opposite,
-                top=b.top,
-                bottom=b.bottom,
-                origin_start_index=b.start_index,
-                origin_index=b.index,
-                origin_confirmation=b.confirmed_at,
-                swept_price=float(prior[k]) if swept[k] else None,
-                sweep_index=int(first[k]) if swept[k] else None,
-                confirmed_at=int(fail[k]),
-                mitigated_at=None if touch[k] >= n else int(touch[k]),
-                invalidated_at=None if broken[k] >= n else int(broken[k]),
-            )
+    kinds = (BlockKind.MITIGATION, BlockKind.BREAKER)
+    return [
+        BreakerBlock(
+            kind=kinds[sw],
+            direction=b.direction.opposite,
+            top=b.top,
+            bottom=b.bottom,
+            origin_start_index=b.start_index,
+            origin_index=b.index,
+            origin_confirmation=b.confirmed_at,
+            swept_price=pr if sw else None,
+            sweep_index=fi if sw else None,
+            confirmed_at=b.invalidated_at,
+            mitigated_at=None if tc >= n else tc,
+            invalidated_at=None if bk >= n else bk,
         )
-    return out
+        for b, sw, pr, fi, tc, bk in zip(
+            failed, swept.tolist(), prior.tolist(), first.tolist(), touch.tolist(), broken.tolist(), strict=True
+        )
+    ]
