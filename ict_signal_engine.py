@@ -358,6 +358,7 @@ class Prepared:
     atr: Mapping[str, np.ndarray]
     close_ns: Mapping[str, np.ndarray]  # per timeframe: candle close times (ns since epoch)
     zone_tables: tuple[ZoneTable, ...] = ()  # entry timeframe zones (OB, breaker, FVG, SIBI/SSIB)
+    pool_tables: Mapping[tuple[str, str], PoolTable] = field(default_factory=dict)  # liquidity_map / ilp pools
 
     @property
     def entry(self) -> pd.DataFrame:
@@ -448,7 +449,8 @@ def prepare(
     tables = tuple(
         ZoneTable.build(raw[(name, timeframe)], kind) for name, kind in ZONE_DETECTORS if (name, timeframe) in raw
     )
-    return Prepared(timeframe, ordered, raw, tuple(unavailable), atrs, closes, tables)
+    pool_tables = {key: PoolTable.build(value) for key, value in raw.items() if key[0] in ("liquidity_map", "ilp")}
+    return Prepared(timeframe, ordered, raw, tuple(unavailable), atrs, closes, tables, pool_tables)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -570,21 +572,78 @@ def htf_trend(swing: Sequence[Any] | None, internal: Sequence[Any] | None, bar: 
     return trend if trend is not None else structure_at(internal, bar, keep=1).trend
 
 
+NEVER = np.iinfo(np.int64).max
+
+
+@dataclass(frozen=True)
+class PoolTable:
+    """Liquidity pools (liquidity_map or ILP objects) as arrays: resting pools and sweeps at any bar, vectorised."""
+
+    objects: tuple[Any, ...]
+    confirmed: np.ndarray
+    taken: np.ndarray  # first bar swept or run through, NEVER while resting
+    swept: np.ndarray  # bar swept (wick through, close back), NEVER if not
+    price: np.ndarray
+    above: np.ndarray  # buy-side (above highs)
+
+    @classmethod
+    def build(cls, pools: Any) -> PoolTable:
+        objs = tuple(pools or ())
+
+        def bar(value: int | None) -> int:
+            return NEVER if value is None else int(value)
+
+        return cls(
+            objs,
+            np.array([p.confirmed_at for p in objs], dtype=np.int64),
+            np.array([bar(p.taken_at) for p in objs], dtype=np.int64),
+            np.array([bar(getattr(p, "swept_at", None)) for p in objs], dtype=np.int64),
+            np.array([p.price for p in objs], dtype=np.float64),
+            np.array([_side(p).is_above for p in objs], dtype=bool),
+        )
+
+    def resting(self, close: float, bar: int, *, limit: int = 6) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
+        """Resting (known, untaken) liquidity at ``bar``: buy-side above ``close`` and sell-side below, nearest
+        first, one level per price."""
+        live = (self.confirmed <= bar) & (self.taken > bar)
+        up = np.flatnonzero(live & self.above & (self.price > close))
+        down = np.flatnonzero(live & ~self.above & (self.price < close))
+        up = up[np.argsort(self.price[up], kind="stable")]
+        down = down[np.argsort(-self.price[down], kind="stable")]
+        return self._levels(up, limit), self._levels(down, limit)
+
+    def _levels(self, order: np.ndarray, limit: int) -> tuple[Level, ...]:
+        out: list[Level] = []
+        for i in order.tolist():
+            p = self.objects[i]
+            if out and math.isclose(out[-1].price, p.price, rel_tol=1e-9):
+                continue
+            out.append(
+                Level(POOL_LABELS.get(str(getattr(p.kind, "value", p.kind)), "liquidity"), float(p.price), int(p.index))
+            )
+            if len(out) == limit:
+                break
+        return tuple(out)
+
+    def sweeps(self, bar: int, recent: int) -> tuple[tuple[Direction, float, int], ...]:
+        """Sweeps (wick through, close back) in ``bar - recent + 1 .. bar``: a swept sell-side pool favours longs
+        (``BULLISH``), a swept buy-side pool shorts; oldest first."""
+        hit = np.flatnonzero((self.swept > bar - recent) & (self.swept <= bar) & (self.confirmed <= self.swept))
+        hit = hit[np.argsort(self.swept[hit], kind="stable")]
+        return tuple(
+            (Direction.BEARISH if self.above[i] else Direction.BULLISH, float(self.price[i]), int(self.swept[i]))
+            for i in hit.tolist()
+        )
+
+
 def pools_at(pools: Any, close: float, bar: int, *, limit: int = 6) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
     """Resting liquidity at ``bar``: buy-side above ``close`` and sell-side below, nearest first."""
-    above: list[Level] = []
-    below: list[Level] = []
-    for p in pools or ():
-        if not p.is_resting(bar):
-            continue
-        label = POOL_LABELS.get(str(getattr(p.kind, "value", p.kind)), "liquidity")
-        if p.side.is_above and p.price > close:
-            above.append(Level(label, float(p.price), int(p.index)))
-        elif not p.side.is_above and p.price < close:
-            below.append(Level(label, float(p.price), int(p.index)))
-    above.sort(key=lambda lv: lv.price)
-    below.sort(key=lambda lv: -lv.price)
-    return tuple(_dedupe(above))[:limit], tuple(_dedupe(below))[:limit]
+    return PoolTable.build(pools).resting(close, bar, limit=limit)
+
+
+def sweeps_at(pools: Any, bar: int, recent: int) -> tuple[tuple[Direction, float, int], ...]:
+    """Liquidity sweeps in the last ``recent`` bars up to ``bar`` (see :meth:`PoolTable.sweeps`)."""
+    return PoolTable.build(pools).sweeps(bar, recent)
 
 
 POOL_LABELS = {
@@ -597,28 +656,6 @@ POOL_LABELS = {
     "previous_week_high": "PWH",
     "previous_week_low": "PWL",
 }
-
-
-def _dedupe(levels: list[Level]) -> list[Level]:
-    out: list[Level] = []
-    for lv in levels:
-        if out and math.isclose(out[-1].price, lv.price, rel_tol=1e-9):
-            continue
-        out.append(lv)
-    return out
-
-
-def sweeps_at(pools: Any, bar: int, recent: int) -> tuple[tuple[Direction, float, int], ...]:
-    """Liquidity sweeps (wick through, close back) in ``bar - recent + 1 .. bar``: a swept sell-side pool favours
-    longs (``BULLISH``), a swept buy-side pool shorts."""
-    out = []
-    for p in pools or ():
-        swept = getattr(p, "swept_at", None)
-        if swept is not None and bar - recent < swept <= bar and p.confirmed_at <= swept:
-            favours = Direction.BEARISH if _side(p).is_above else Direction.BULLISH
-            out.append((favours, float(p.price), int(swept)))
-    out.sort(key=lambda s: s[2])
-    return tuple(out)
 
 
 def _side(pool: Any) -> Any:
@@ -691,11 +728,19 @@ def _session_from_detector(raw: Any, bar: int) -> str:
 # snapshot: every step's input at one bar
 
 
-def _swings(prep: Prepared, bar: int) -> tuple[tuple[tuple[int, float], ...], tuple[tuple[int, float], ...]]:
+def _swings(
+    prep: Prepared, bar: int, keep: int = 8
+) -> tuple[tuple[tuple[int, float], ...], tuple[tuple[int, float], ...]]:
+    """The last ``keep`` confirmed internal swing lows and highs at ``bar`` as (bar, price), oldest first."""
     points = prep.raw.get(("swing_points", prep.timeframe)) or ()
-    lows = tuple((p.index, p.price) for p in points if p.confirmed_at <= bar and p.kind.value == "low")
-    highs = tuple((p.index, p.price) for p in points if p.confirmed_at <= bar and p.kind.value == "high")
-    return lows, highs
+    end = bisect.bisect_right(points, bar, key=_confirmed)
+    lows: list[tuple[int, float]] = []
+    highs: list[tuple[int, float]] = []
+    for p in reversed(points[max(0, end - 6 * keep) : end]):
+        target = lows if p.kind.value == "low" else highs
+        if len(target) < keep:
+            target.append((p.index, p.price))
+    return tuple(reversed(lows)), tuple(reversed(highs))
 
 
 def _ote_and_range(
@@ -804,13 +849,14 @@ def snapshot_at(prep: Prepared, bar: int, config: EngineConfig) -> Snapshot:
             continue
         htf_bias.append((htf, htf_trend(raw.get(("market_structure", htf)), raw.get(("internal_structure", htf)), hb)))
         if not htf_above and not htf_below and ("liquidity_map", htf) in raw:
-            htf_above, htf_below = pools_at(raw[("liquidity_map", htf)], close, hb, limit=4)
+            htf_above, htf_below = prep.pool_tables[("liquidity_map", htf)].resting(close, hb, limit=4)
     zones: list[Zone] = []
     band = config.zone_range_atr * a
     for table in prep.zone_tables:
         zones += table.active(bar, close - band, close + band)
-    pools = raw.get(("liquidity_map", tf))
-    above, below = pools_at(pools, close, bar)
+    empty = PoolTable.build(())
+    pools = prep.pool_tables.get(("liquidity_map", tf), empty)
+    above, below = pools.resting(close, bar)
     displacements = tuple(
         (d.direction, float(d.body_atr), int(d.index))
         for d in recent_events(raw.get(("displacement", tf)), bar, config.recent_bars)
@@ -831,7 +877,8 @@ def snapshot_at(prep: Prepared, bar: int, config: EngineConfig) -> Snapshot:
         htf_pools_below=htf_below,
         sweeps=tuple(
             sorted(
-                sweeps_at(pools, bar, config.recent_bars) + sweeps_at(raw.get(("ilp", tf)), bar, config.recent_bars),
+                pools.sweeps(bar, config.recent_bars)
+                + prep.pool_tables.get(("ilp", tf), empty).sweeps(bar, config.recent_bars),
                 key=lambda x: x[2],
             )
         ),
@@ -840,8 +887,8 @@ def snapshot_at(prep: Prepared, bar: int, config: EngineConfig) -> Snapshot:
         entry_models=_entry_models_at(raw.get(("entry_models", tf)), bar, config.entry_model_max_age),
         ote=ote,
         dealing_range=dealing,
-        swing_lows=lows[-8:],
-        swing_highs=highs[-8:],
+        swing_lows=lows,
+        swing_highs=highs,
         session=session,
         killzone=bool(session),
     )

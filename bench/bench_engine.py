@@ -1,0 +1,120 @@
+"""Benchmark of the signal engine and the chart on the bundled real candles (nothing here asserts a time).
+
+    .venv/bin/python bench/bench_engine.py [--signals 200] [--charts 30]
+
+1. Analysis latency per signal, the way the bot runs it: ``generate_signal`` over 500 closed candles of the entry
+   timeframe and 500 of each higher timeframe (fetched beforehand from the sample source, not timed), at many
+   bars spread over the data; p50 / p95 / max in ms. Targets: p50 < 50 ms.
+2. The backtest path: ``prepare`` once over the whole history, then ``signal_at`` at every bar; ms per bar.
+3. Chart render time (``render_signal_chart`` to PNG bytes); p50 / p95. Target: < 500 ms.
+Ends with machine-readable lines: ``RESULT name=<...> p50_ms=<...> p95_ms=<...>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import ict_signal_engine as eng  # noqa: E402
+from charts import render_signal_chart  # noqa: E402
+from sample_source import SampleSource  # noqa: E402
+from signal_model import Signal  # noqa: E402
+
+SERIES = [("BTCUSDT", "1h"), ("ETHUSDT", "4h"), ("SOLUSDT", "1h"), ("BTCUSDT", "15m")]
+CLOCK = pd.Timestamp("2026-04-15 12:00", tz="UTC")  # inside every bundled series
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def ends_for(market: SampleSource, symbol: str, tf: str, count: int) -> list[pd.Timestamp]:
+    """``count`` analysis moments spread over the series, each with 500 entry candles and HTF history before it."""
+    full = market.klines(symbol, tf, None, start=pd.Timestamp("2000-01-01", tz="UTC"))
+    closes = full.index + (full.index[1] - full.index[0])
+    picks = np.linspace(600, len(closes) - 1, count).astype(int)
+    return [closes[i] for i in picks]
+
+
+def bench_analysis(market: SampleSource, count: int) -> tuple[list[float], list[eng.Analysis]]:
+    times: list[float] = []
+    keep: list[eng.Analysis] = []
+    per_series = max(1, count // len(SERIES))
+    for symbol, tf in SERIES:
+        signals = 0
+        for end in ends_for(market, symbol, tf, per_series):
+            frames = {tf: market.klines(symbol, tf, 500, end=end)}
+            for htf in eng.higher_timeframes(tf):
+                try:
+                    frames[htf] = market.klines(symbol, htf, 500, end=end)
+                except Exception:  # a higher timeframe the sample lacks at that time
+                    continue
+            start = time.perf_counter()
+            result, snap, prep = eng.evaluate(frames, symbol=symbol, timeframe=tf)
+            times.append((time.perf_counter() - start) * 1000)
+            signals += isinstance(result, Signal)
+            if len(keep) < 40:
+                keep.append(eng.Analysis(symbol, tf, result, dict(prep.frames), snap, snap.structure.marks))
+        print(f"  {symbol} {tf}: {per_series} analyses, {signals} signals")
+    return times, keep
+
+
+def bench_backtest_path(symbol: str = "BTCUSDT", tf: str = "1h", bars: int = 8760) -> tuple[float, float, int]:
+    from tests.helpers import sample_candles
+
+    entry = sample_candles(symbol, tf, tail=bars)
+    frames = {tf: entry, **{h: sample_candles(symbol, h) for h in eng.higher_timeframes(tf)}}
+    start = time.perf_counter()
+    prep = eng.prepare(frames, timeframe=tf)
+    prepare_s = time.perf_counter() - start
+    start = time.perf_counter()
+    signals = sum(isinstance(eng.signal_at(prep, k, symbol=symbol)[0], Signal) for k in range(200, len(entry)))
+    per_bar_ms = (time.perf_counter() - start) * 1000 / (len(entry) - 200)
+    return prepare_s, per_bar_ms, signals
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--signals", type=int, default=200)
+    parser.add_argument("--charts", type=int, default=30)
+    args = parser.parse_args()
+    market = SampleSource(ROOT / "data" / "sample", clock=lambda: CLOCK)
+
+    print(f"1. analysis latency (entry TF + HTFs, 500 candles each), {args.signals} analyses")
+    eng.generate_signal(  # warm-up: imports, numpy/pandas first-call costs
+        {"1h": market.klines("BTCUSDT", "1h", 500)}, symbol="BTCUSDT", timeframe="1h"
+    )
+    times, analyses = bench_analysis(market, args.signals)
+    print(f"   p50 {pct(times, 50):.1f} ms  p95 {pct(times, 95):.1f} ms  max {max(times):.1f} ms")
+
+    print("2. backtest path: prepare once, then signal_at per bar (BTCUSDT 1h, one year = 8760 bars)")
+    prepare_s, per_bar_ms, signals = bench_backtest_path()
+    print(f"   prepare {prepare_s * 1000:.0f} ms, signal_at {per_bar_ms:.2f} ms/bar, {signals} signals")
+
+    print(f"3. chart render, {args.charts} charts")
+    chart_times = []
+    for i in range(args.charts):
+        analysis = analyses[i % len(analyses)]
+        start = time.perf_counter()
+        png = render_signal_chart(analysis)
+        chart_times.append((time.perf_counter() - start) * 1000)
+        assert png[:4] == b"\x89PNG"
+    mean = statistics.mean(chart_times)
+    print(f"   p50 {pct(chart_times, 50):.0f} ms  p95 {pct(chart_times, 95):.0f} ms  mean {mean:.0f} ms")
+
+    print(f"RESULT name=analysis p50_ms={pct(times, 50):.1f} p95_ms={pct(times, 95):.1f}")
+    print(f"RESULT name=signal_at_per_bar ms={per_bar_ms:.2f} prepare_ms={prepare_s * 1000:.0f}")
+    print(f"RESULT name=chart p50_ms={pct(chart_times, 50):.0f} p95_ms={pct(chart_times, 95):.0f}")
+
+
+if __name__ == "__main__":
+    main()
