@@ -24,7 +24,7 @@ from enum import StrEnum
 import pandas as pd
 
 from .core import Direction
-from .market_structure import StructureKind, StructureLevel, detect_market_structure
+from .market_structure import StructureKind, StructureLevel, candle_tables, structure_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -113,22 +113,23 @@ def timeframe_bias(
     candles: pd.DataFrame, timeframe: str, *, internal_length: int = 3, swing_length: int = 10
 ) -> TimeframeBias:
     """Bias of one frame at its last bar (see module docstring)."""
-    swing = detect_market_structure(
-        candles, level=StructureLevel.SWING, internal_length=internal_length, swing_length=swing_length
-    )
-    internal = detect_market_structure(
-        candles, level=StructureLevel.INTERNAL, internal_length=internal_length, swing_length=swing_length
-    )
-    swing_trend = Bias.of(swing[-1].direction if swing else None)
-    internal_trend = Bias.of(internal[-1].direction if internal else None)
-    source = swing if swing else internal
+    tables = candle_tables(candles)
+    kw = {"internal_length": internal_length, "swing_length": swing_length, "tables": tables}
+    swing = structure_arrays(candles, level=StructureLevel.SWING, **kw)
+    internal = structure_arrays(candles, level=StructureLevel.INTERNAL, **kw)
+
+    def last(arrays) -> Bias:
+        return Bias.NEUTRAL if len(arrays) == 0 else Bias.BULLISH if arrays.bullish[-1] else Bias.BEARISH
+
+    source = swing if len(swing) else internal
+    kinds = (StructureKind.BOS, StructureKind.CHOCH, StructureKind.MSS)
     return TimeframeBias(
         timeframe=timeframe,
-        bias=swing_trend if swing else internal_trend,
-        swing_trend=swing_trend,
-        internal_trend=internal_trend,
-        last_kind=source[-1].kind if source else None,
-        last_break_bar=source[-1].confirmed_at if source else None,
+        bias=last(source),
+        swing_trend=last(swing),
+        internal_trend=last(internal),
+        last_kind=kinds[int(source.kinds[-1])] if len(source) else None,
+        last_break_bar=int(source.bars[-1]) if len(source) else None,
         candles=len(candles),
     )
 
