@@ -325,11 +325,11 @@ def _adverse(s: int, h: float, l: float) -> float:
     return l if s > 0 else h
 
 
-def _excursions(p: Position, fav: float, adv: float) -> Position:
+def _excursions(p: Position, fav: float, adv: float) -> tuple[float, float]:
+    """(mfe, mae) after a candle whose favourable / adverse extremes are ``fav`` / ``adv``."""
     base = p.fill_price
-    mfe = max(p.mfe, p.sign * (fav - base), 0.0)
-    mae = max(p.mae, p.sign * (base - adv), 0.0)
-    return replace(p, mfe=mfe, mae=mae)
+    s = p.sign
+    return max(p.mfe, s * (fav - base), 0.0), max(p.mae, s * (base - adv), 0.0)
 
 
 def _after_fill_candle(
@@ -337,10 +337,12 @@ def _after_fill_candle(
 ) -> tuple[Position, list[PositionEvent]]:
     """The fill candle: stop judged on the extreme, targets and milestones on the close only."""
     s = p.sign
-    p = _excursions(p, c, _adverse(s, h, l))
-    if s * (_adverse(s, h, l) - p.sl) <= 0:  # reason SL (no target yet); a gap past the stop exits at the open
+    adv = _adverse(s, h, l)
+    mfe, mae = _excursions(p, c, adv)
+    if s * (adv - p.sl) <= 0:  # reason SL (no target yet); a gap past the stop exits at the open
+        p = replace(p, mfe=mfe, mae=mae)
         return _close(p, ts, min(o, p.sl) if s > 0 else max(o, p.sl), checked, events)
-    return _targets_and_milestones(p, ts, c, c, checked, events)
+    return _targets_and_milestones(p, ts, c, c, checked, events, mfe=mfe, mae=mae)
 
 
 def _open_candle(
@@ -348,11 +350,12 @@ def _open_candle(
 ) -> tuple[Position, list[PositionEvent]]:
     s = p.sign
     fav, adv = _favourable(s, h, l), _adverse(s, h, l)
-    p = _excursions(p, fav, adv)
+    mfe, mae = _excursions(p, fav, adv)
     if s * (adv - p.sl) <= 0:  # stop first, also when a target was touched in the same candle
+        p = replace(p, mfe=mfe, mae=mae)
         exit_price = min(o, p.sl) if s > 0 else max(o, p.sl)
         return _close(p, ts, exit_price, checked, events)
-    return _targets_and_milestones(p, ts, fav, c, checked, events, adverse=adv)
+    return _targets_and_milestones(p, ts, fav, c, checked, events, adverse=adv, mfe=mfe, mae=mae)
 
 
 def _targets_and_milestones(
@@ -363,44 +366,47 @@ def _targets_and_milestones(
     checked: datetime,
     events: list[PositionEvent],
     *,
+    mfe: float,
+    mae: float,
     adverse: float | None = None,
 ) -> tuple[Position, list[PositionEvent]]:
     s = p.sign
-    hit_any = False
-    while p.targets_hit < 3 and s * (fav - p.target(p.targets_hit + 1)) >= 0:
-        n = p.targets_hit + 1
-        hit_any = True
-        level = p.target(n)
-        if n == 3:
-            p = replace(p, targets_hit=3)
-            events.append(PositionEvent(EventKind.TARGET_HIT, "TP3", ts, level, target=3))
-            return _close(p, ts, level, checked, events)
-        state = PositionState.TP1 if n == 1 else PositionState.TP2
-        sl = p.fill_price if n == 1 else p.sl  # TP1: stop to break-even (the fill price)
-        p = replace(p, targets_hit=n, state=state, sl=sl, milestones=p.milestones | {f"TP{n}"})
-        events.append(PositionEvent(EventKind.TARGET_HIT, f"TP{n}", ts, level, target=n))
-    if hit_any:
+    if s * (fav - p.target(p.targets_hit + 1)) >= 0:  # one or more targets hit (rare path)
+        p = replace(p, mfe=mfe, mae=mae)
+        while p.targets_hit < 3 and s * (fav - p.target(p.targets_hit + 1)) >= 0:
+            n = p.targets_hit + 1
+            level = p.target(n)
+            if n == 3:
+                p = replace(p, targets_hit=3)
+                events.append(PositionEvent(EventKind.TARGET_HIT, "TP3", ts, level, target=3))
+                return _close(p, ts, level, checked, events)
+            state = PositionState.TP1 if n == 1 else PositionState.TP2
+            sl = p.fill_price if n == 1 else p.sl  # TP1: stop to break-even (the fill price)
+            p = replace(p, targets_hit=n, state=state, sl=sl, milestones=p.milestones | {f"TP{n}"})
+            events.append(PositionEvent(EventKind.TARGET_HIT, f"TP{n}", ts, level, target=n))
         if s * (close - p.sl) <= 0:  # the new break-even stop is judged on the close only
             return _close(p, ts, p.sl, checked, events)
         return replace(p, last_checked=checked), events
 
     # milestones toward the next target, measured from the previous level
+    milestones = p.milestones
     n = p.targets_hit + 1
     start = p.fill_price if n == 1 else p.target(n - 1)
     span = s * (p.target(n) - start)
     progress = 100.0 * s * (fav - start) / span if span > 0 else 0.0
-    crossed = [pct for pct in MILESTONE_PERCENTS if progress >= pct and f"TP{n}_{pct}" not in p.milestones]
-    if crossed:
-        top = crossed[-1]
-        p = replace(p, milestones=p.milestones | {f"TP{n}_{pct}" for pct in crossed})
-        events.append(PositionEvent(EventKind.MILESTONE, f"TP{n}_{top}", ts, fav, target=n, percent=top))
+    if progress >= MILESTONE_PERCENTS[0]:
+        crossed = [pct for pct in MILESTONE_PERCENTS if progress >= pct and f"TP{n}_{pct}" not in milestones]
+        if crossed:
+            top = crossed[-1]
+            milestones = milestones | {f"TP{n}_{pct}" for pct in crossed}
+            events.append(PositionEvent(EventKind.MILESTONE, f"TP{n}_{top}", ts, fav, target=n, percent=top))
 
-    if adverse is not None and p.state is PositionState.OPEN and "SL_50" not in p.milestones:
+    if adverse is not None and p.state is PositionState.OPEN and "SL_50" not in milestones:
         dist = s * (p.fill_price - p.sl)
         if dist > 0 and 100.0 * s * (p.fill_price - adverse) / dist >= STOP_WARNING_PERCENT:
-            p = replace(p, milestones=p.milestones | {"SL_50"})
+            milestones = milestones | {"SL_50"}
             events.append(PositionEvent(EventKind.STOP_WARNING, "SL_50", ts, adverse, percent=STOP_WARNING_PERCENT))
-    return replace(p, last_checked=checked), events
+    return replace(p, mfe=mfe, mae=mae, milestones=milestones, last_checked=checked), events
 
 
 def _close(
@@ -474,8 +480,8 @@ def close_position(
         raise ValueError(f"close price must be a positive finite number, got {price!r}")
     if position.fill_price is None:
         return _finish(position, reason, None, at)
-    p = _excursions(position, price, price)
-    return _finish(p, reason, float(price), at)
+    mfe, mae = _excursions(position, price, price)
+    return _finish(replace(position, mfe=mfe, mae=mae), reason, float(price), at)
 
 
 def _utc(moment: datetime) -> datetime:
