@@ -227,9 +227,10 @@ async def cmd_signal(update: Update, context: Ctx) -> None:
         raise BadInput("Which symbol? Usage: /signal SYMBOL [TIMEFRAME].", example)
     symbol = parse_symbol(args[0], example)
     user = update.effective_user
-    timeframe = (
-        parse_timeframe(args[1], example) if len(args) > 1 else user_prefs(svc, user.id if user else 0).timeframe
-    )
+    if len(args) > 1:
+        timeframe = parse_timeframe(args[1], example)
+    else:
+        timeframe = (await asyncio.to_thread(user_prefs, svc, user.id if user else 0)).timeframe
     await run_signal(update, context, symbol, timeframe)
 
 
