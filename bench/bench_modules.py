@@ -35,6 +35,7 @@ import dataclasses
 import importlib
 import inspect
 import io
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -408,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     large = chained_candles(args.candles)
     small = large.iloc[: args.small]
     print(f"candles: {len(large):,} chained real candles ({', '.join(CHAIN[:4])}, ...), see the docstring")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"machine: {os.cpu_count()} cpus, load average {load:.2f} at start (other processes inflate the times)")
     runnable = bench_modules(small, large, args.repeat)
 
     def run_all() -> None:
