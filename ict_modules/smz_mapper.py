@@ -35,7 +35,7 @@ import pandas as pd
 
 from .breaker_block_detector import BreakerBlock, detect_breaker_blocks
 from .core import Direction, atr
-from .fvg_detector import FVG, detect_fvgs
+from .fvg_detector import FVG, FVGArrays, fvg_arrays
 from .ict_whale_detector import WhaleBlock, detect_whale_blocks
 from .market_structure import candle_tables, first_beyond, sparse_table
 from .order_block_detector import OrderBlock, detect_order_blocks
@@ -105,7 +105,7 @@ def strength_of(sources: Sequence[ZoneSource], members: int) -> float:
 def _source_rows(
     order_blocks: Sequence[OrderBlock],
     breakers: Sequence[BreakerBlock],
-    fvgs: Sequence[FVG],
+    fvgs: Sequence[FVG] | FVGArrays,
     whales: Sequence[WhaleBlock],
     min_fvg_atr: float,
 ) -> list[tuple[int, int, int, float, float]]:
@@ -113,11 +113,24 @@ def _source_rows(
     bull = Direction.BULLISH
     rows = [(b.confirmed_at, 0, 1 if b.direction is bull else -1, b.top, b.bottom) for b in order_blocks]
     rows += [(b.confirmed_at, 1, 1 if b.direction is bull else -1, b.top, b.bottom) for b in breakers]
-    rows += [
-        (f.confirmed_at, 2, 1 if f.direction is bull else -1, f.top, f.bottom)
-        for f in fvgs
-        if f.size_atr >= min_fvg_atr
-    ]
+    if isinstance(fvgs, FVGArrays):
+        big = fvgs.size_atr >= min_fvg_atr
+        rows += list(
+            zip(
+                fvgs.index[big].tolist(),
+                [2] * int(big.sum()),
+                fvgs.sign[big].tolist(),
+                fvgs.top[big].tolist(),
+                fvgs.bottom[big].tolist(),
+                strict=True,
+            )
+        )
+    else:
+        rows += [
+            (f.confirmed_at, 2, 1 if f.direction is bull else -1, f.top, f.bottom)
+            for f in fvgs
+            if f.size_atr >= min_fvg_atr
+        ]
     rows += [(w.confirmed_at, 3, 1 if w.direction is bull else -1, w.top, w.bottom) for w in whales]
     rows.sort(key=lambda r: (r[0], r[1], r[2]))
     return rows
@@ -134,7 +147,7 @@ def detect_smz(
     *,
     order_blocks: Sequence[OrderBlock] | None = None,
     breakers: Sequence[BreakerBlock] | None = None,
-    fvgs: Sequence[FVG] | None = None,
+    fvgs: Sequence[FVG] | FVGArrays | None = None,
     whales: Sequence[WhaleBlock] | None = None,
     min_fvg_atr: float = 1.0,
     min_overlap: float = 0.5,
@@ -147,7 +160,7 @@ def detect_smz(
     Args:
         candles: validated candle frame.
         order_blocks, breakers, fvgs, whales: precomputed detector output for these candles (each is computed with
-            its detector's defaults when omitted).
+            its detector's defaults when omitted; ``fvgs`` may be :func:`.fvg_detector.fvg_arrays`).
         min_fvg_atr: smallest FVG (in ATR multiples, ``FVG.size_atr``) that counts as a zone.
         min_overlap: shared price range needed to merge, as a fraction of the smaller zone's height.
         max_height_atr: a merge may not make a zone taller than this many ATRs (ATR at the merge bar).
@@ -163,7 +176,7 @@ def detect_smz(
     if breakers is None:
         breakers = detect_breaker_blocks(candles, order_blocks=order_blocks, tables=tables)
     if fvgs is None:
-        fvgs = detect_fvgs(candles)
+        fvgs = fvg_arrays(candles, min_size_atr=min_fvg_atr)
     if whales is None:
         whales = detect_whale_blocks(candles)
     rows = _source_rows(order_blocks, breakers, fvgs, whales, min_fvg_atr)
