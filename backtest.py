@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -410,6 +411,22 @@ def _finest_chunks(market, symbol: str, timeframe: str, signal, entry: CandleArr
     yield entry
 
 
+class Mode(StrEnum):
+    """How the engine is evaluated at each bar; both are strictly causal and use the live engine unchanged.
+
+    - ``EXACT`` (default): ``generate_signal`` on exactly the frames the live analysis (``signal --at``) fetches:
+      the last 500 candles per timeframe. Every signal equals ``python bot.py signal SYMBOL TF --at t``. Costs one
+      full detector run per evaluated bar.
+    - ``FAST``: ``ict_signal_engine.prepare`` runs the detectors once over the whole loaded history and
+      ``signal_at`` reads their state as known at each bar (confirmation times). Equals ``generate_signal`` on
+      all candles from the replay's first loaded candle up to the bar (tested); differs from the live 500-candle
+      window where the detectors' state depends on history older than 500 candles (measured in docs).
+    """
+
+    EXACT = "exact"
+    FAST = "fast"
+
+
 @dataclass(frozen=True)
 class _Replay:
     """Everything one symbol's replay needs (shared with forked workers, never pickled)."""
@@ -423,6 +440,18 @@ class _Replay:
     missing: tuple[str, ...]
     config: Any
     end: Any
+    prepared: Any = None  # Mode.FAST: the engine's detectors run once over the whole frames
+
+    def evaluate(self, i: int):
+        """The engine's result at the close of entry bar ``i`` (see ``Mode``)."""
+        if self.prepared is None:
+            return _evaluate_window(
+                self.frames, i, symbol=self.symbol, higher=self.higher, config=self.config, missing=self.missing
+            )
+        result, _ = engine.signal_at(self.prepared, i, symbol=self.symbol, config=self.config)
+        if self.missing:
+            result = replace(result, unavailable=(*result.unavailable, *(f"{tf} candles" for tf in self.missing)))
+        return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,9 +480,7 @@ def _simulate(replay: _Replay, first: int, stop: int, *, join: frozenset[int] = 
             return _Segment(tuple(trades), tuple(evaluated), i, False, converged_at=i)
         if progress is not None:
             progress.update(i)
-        result = _evaluate_window(
-            replay.frames, i, symbol=replay.symbol, higher=replay.higher, config=replay.config, missing=replay.missing
-        )
+        result = replay.evaluate(i)
         evaluated.append(i)
         if result.direction is None:
             i += 1
@@ -543,6 +570,7 @@ def backtest_symbol(
     lookback: int | None = None,
     show_progress: bool | None = None,
     workers: int = 1,
+    mode: Mode = Mode.EXACT,
 ) -> SymbolRun:
     """Replay one symbol (see the module docstring). ``start``/``end``: UTC timestamps of the first/last bar
     close (default: the last 365 days of the source's data; ``end`` default: the source's clock).
@@ -566,6 +594,7 @@ def backtest_symbol(
         tuple(missing),
         config,
         end,
+        engine.prepare(frames_raw, timeframe=timeframe, config=config) if Mode(mode) is Mode.FAST else None,
     )
     n = len(entry)
     # first bar: closes at/after start and has a full window of history (as the live analysis has)
@@ -782,6 +811,7 @@ def run_backtest(
     show_progress: bool | None = None,
     lookback: int | None = None,
     workers: int = 1,
+    mode: Mode = Mode.EXACT,
 ) -> BacktestResult:
     """Backtest ``symbols`` on ``timeframe``; write the journal and the equity PNG when paths are given.
 
@@ -799,6 +829,7 @@ def run_backtest(
             lookback=lookback,
             show_progress=show_progress,
             workers=workers,
+            mode=mode,
         )
         for symbol in symbols
     )
@@ -879,6 +910,7 @@ def main(args: argparse.Namespace, settings) -> int:
     except MarketDataError as exc:
         print(f"backtest: {exc}", file=sys.stderr)
         return 1
+    fast = bool(getattr(args, "fast", False))
     journal_path = Path(args.journal) if args.journal else data_dir / "backtest_journal.json"
     equity_path = Path(args.equity) if args.equity else data_dir / "backtest_equity.png"
     try:
@@ -891,7 +923,8 @@ def main(args: argparse.Namespace, settings) -> int:
             config=engine.EngineConfig.from_settings(settings),
             journal_path=journal_path,
             equity_path=equity_path,
-            workers=default_workers(),
+            workers=1 if fast else default_workers(),
+            mode=Mode.FAST if fast else Mode.EXACT,
         )
     except MarketDataError as exc:
         print(f"backtest: {exc}", file=sys.stderr)
@@ -901,3 +934,89 @@ def main(args: argparse.Namespace, settings) -> int:
     else:
         print(result.text())
     return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cold start: outcomes for the first model (python bot.py train --from-backtest)
+# ---------------------------------------------------------------------------------------------------------------
+
+COLD_START_DAYS = 365  # history replayed per series and timeframe
+
+
+def _sample_market(settings):
+    """The bundled sample data with the clock at the end of the data (everything is history)."""
+    from sample_source import SampleSource
+
+    source = SampleSource(settings.sample_data_dir)
+    last = max(end for _, end in source.data_spans().values())
+    return SampleSource(settings.sample_data_dir, clock=lambda: last)
+
+
+def cold_start(
+    settings,
+    *,
+    journal_path: Path,
+    timeframes: Sequence[str] | None = None,
+    days: int = COLD_START_DAYS,
+    workers: int | None = None,
+    show_progress: bool | None = None,
+    mode: Mode = Mode.EXACT,
+) -> str:
+    """Backtest the bundled sample data (every symbol, the scan's timeframes, the last ``days`` of each series)
+    and, with ``MARKET_DATA=binance`` when Binance answers, the watchlist over the last year; write every trade
+    to one journal (``journal_path``, live format) for training. Offline-safe. Returns a short summary."""
+    from market_data import MarketDataError
+
+    timeframes = tuple(timeframes or settings.auto_signal_timeframes)
+    mode = Mode(mode)
+    if workers is None:
+        workers = 1 if mode is Mode.FAST else default_workers()
+    sources: list[tuple[str, Any, Sequence[str], int]] = [("sample", _sample_market(settings), (), days)]
+    notes = []
+    if settings.market_data == "binance":
+        try:
+            from market_data import create_market_data
+
+            online = create_market_data(settings)
+            online.latency_ms()
+            sources.append(("binance", online, settings.watchlist, 365))
+        except Exception as exc:  # offline, blocked, rate limited: the sample data alone
+            notes.append(f"Binance not used ({str(exc).splitlines()[0][:120]}): sample data only")
+    trades: list[Trade] = []
+    lines = []
+    for name, market, watchlist, span in sources:
+        symbols = list(watchlist) or market.symbols()
+        for timeframe in timeframes:
+            for symbol in symbols:
+                try:
+                    end = market.now()
+                    run = backtest_symbol(
+                        market,
+                        symbol,
+                        timeframe,
+                        start=end - pd.Timedelta(days=span),
+                        end=end,
+                        config=engine.EngineConfig.from_settings(settings),
+                        show_progress=show_progress,
+                        workers=workers,
+                        mode=mode,
+                    )
+                except (MarketDataError, ValueError) as exc:
+                    notes.append(f"{name} {symbol} {timeframe} skipped: {str(exc).splitlines()[0][:120]}")
+                    continue
+                trades += run.trades
+                done = [t for t in run.trades if t.traded]
+                s = stats_of([t.outcome.r_multiple for t in done])
+                lines.append(
+                    f"{name} {symbol} {timeframe}: {run.bars} bars, {len(run.trades)} signals, {len(done)} closed, "
+                    f"avg R {s.average_r if s.average_r is not None else 0:+.3f}, {run.seconds:.0f} s"
+                )
+    write_journal(journal_path, sorted(trades, key=lambda t: (t.signal.time, t.signal.symbol, t.signal.timeframe)))
+    return "\n".join(
+        [
+            f"Cold start backtest ({mode.value} mode):",
+            *lines,
+            *notes,
+            f"{len(trades)} signals written to {journal_path}",
+        ]
+    )

@@ -59,9 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bt.add_argument("--equity", metavar="FILE", help="equity-curve PNG (default: BOT_DATA_DIR/backtest_equity.png)")
     bt.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    bt.add_argument(
+        "--fast", action="store_true", help="detectors once over the whole history (not the live 500-candle windows)"
+    )
     tr = sub.add_parser("train", help="train the ML models from the journal")
     tr.add_argument("--from-backtest", action="store_true", help="first backtest the sample data to create outcomes")
     tr.add_argument("--json", action="store_true", help="print the training report as one JSON object")
+    tr.add_argument("--fast", action="store_true", help="with --from-backtest: the backtest's fast mode")
     return parser
 
 

@@ -72,7 +72,7 @@ FORMAT_VERSION = 1
 RETRAIN_EVERY = timedelta(days=7)
 RETRAIN_NEW_OUTCOMES = 50  # or 25% of the last model's sample count, whichever is larger
 JOURNAL_FILE = "trading_journal.json"
-BACKTEST_JOURNAL_FILE = "backtest_journal.json"
+COLD_START_JOURNAL_FILE = "cold_start_journal.json"  # written by train --from-backtest
 WIN_REASONS = {"TP1", "TP2", "TP3", "BE"}
 LOSS_REASONS = {"SL"}
 
@@ -488,7 +488,8 @@ class TrainReport:
         if self.status is TrainStatus.NOT_ENOUGH_SAMPLES:
             return (
                 f"Not enough outcomes to train: {self.samples} labelled of {self.records} journal records "
-                f"(need {self.min_samples}). No model is used until then."
+                f"(need {self.min_samples}). No model is used until then; "
+                "`python bot.py train --from-backtest` creates outcomes from the bundled history."
             )
         lines = [
             f"Trained on {self.samples} labelled outcomes ({len(self.features)} features) in {self.seconds:.1f} s.",
@@ -682,14 +683,17 @@ def should_retrain(
 
 
 def retrain(settings, *, records: Iterable[Mapping[str, Any]] | None = None) -> TrainReport:
-    """Train from the live journal (and the backtest journal, if present) in ``settings.bot_data_dir``.
+    """Train from the live journal and the cold-start journal (if present) in ``settings.bot_data_dir``.
+
+    Live records win over cold-start records of the same signal id. A manual ``bot.py backtest`` journal is not
+    training data (it may cover anything the user tried).
 
     The /train command and the retrain job call this (off the event loop); the bot then reloads its predictor.
     """
     data_dir = Path(settings.bot_data_dir)
     if records is None:
         records = merge_records(
-            load_journal_records(data_dir / JOURNAL_FILE), load_journal_records(data_dir / BACKTEST_JOURNAL_FILE)
+            load_journal_records(data_dir / JOURNAL_FILE), load_journal_records(data_dir / COLD_START_JOURNAL_FILE)
         )
     return train(records, data_dir)
 
@@ -719,7 +723,8 @@ def main(args: argparse.Namespace, settings) -> int:
     if getattr(args, "from_backtest", False):
         import backtest
 
-        summary = backtest.cold_start(settings, journal_path=data_dir / BACKTEST_JOURNAL_FILE)
+        mode = backtest.Mode.FAST if getattr(args, "fast", False) else backtest.Mode.EXACT
+        summary = backtest.cold_start(settings, journal_path=data_dir / COLD_START_JOURNAL_FILE, mode=mode)
         notes.append(summary)
         print(summary, file=sys.stderr)
     report = retrain(settings)

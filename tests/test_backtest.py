@@ -286,3 +286,32 @@ def test_parallel_replay_equals_the_sequential_one(market):
         assert a.signal.to_json() == b.signal.to_json()
         assert a.position == b.position
     assert parallel.evaluated == sequential.evaluated
+
+
+# --- fast mode: detectors once, state read at each bar --------------------------------------------------------
+
+
+def test_fast_mode_equals_the_engine_on_every_prefix(market):
+    """``signal_at(prepare(history), i)`` equals ``generate_signal`` on all candles up to bar ``i`` (slow)."""
+    frames, higher, missing = backtest.load_frames(market, "ETHUSDT", "4h", start=START, end=END, lookback=500)
+    prepared = backtest.engine.prepare(frames, timeframe="4h")
+    prefix = backtest.CausalFrames(frames, "4h", lookback=10**9)
+    n = len(frames["4h"])
+    signals = 0
+    for i in range(n - 24, n):
+        fast, _ = backtest.engine.signal_at(prepared, i, symbol="ETHUSDT")
+        slow = backtest._evaluate_window(prefix, i, symbol="ETHUSDT", higher=higher, config=None, missing=missing)
+        assert fast.to_json() == slow.to_json(), i
+        signals += fast.direction is not None
+    assert signals > 0
+
+
+def test_fast_mode_never_looks_ahead(market):
+    kwargs = {"start": START, "show_progress": False, "mode": backtest.Mode.FAST}
+    full = backtest_symbol(market, "BTCUSDT", "1h", end=START + pd.Timedelta(days=20), **kwargs)
+    short = backtest_symbol(market, "BTCUSDT", "1h", end=START + pd.Timedelta(days=12), **kwargs)
+    assert len(full.trades) > len(short.trades) >= 3
+    for a, b in zip(short.trades, full.trades, strict=False):
+        assert a.signal.to_json() == b.signal.to_json()
+        if a.closed:
+            assert a.position == b.position
