@@ -322,7 +322,7 @@ async def track(context: Ctx, svc: Services, chat_id: int, signal: Any, html_tex
 def pd_now(market: Any) -> datetime:
     """The market's clock as an aware UTC datetime (the replay clock for sample data)."""
     try:
-        return market.now().to_pydatetime()
+        return market.now().to_pydatetime(warn=False)
     except Exception:
         return datetime.now(UTC)
 
@@ -331,7 +331,7 @@ async def cmd_market(update: Update, context: Ctx) -> None:
     svc = get_services(context)
     market = svc.require("market")
     engine = svc.module("ict_signal_engine", "Market overview")
-    symbols = current_watchlist(svc)
+    symbols = await asyncio.to_thread(scan_symbols, svc)
     timeframe = svc.settings.auto_signal_timeframes[0]
     lines = [f"<b>Market</b> ({escape(timeframe)} analysis, bias per timeframe)", ""]
     rows = await asyncio.gather(*(asyncio.to_thread(market_line, svc, engine, market, s, timeframe) for s in symbols))
@@ -360,11 +360,14 @@ def _bias_icon(bias: str) -> str:
     return {"bullish": "▲", "bearish": "▼"}.get(str(bias), "■")
 
 
+_NOT_ZONES = ("premium", "discount", "range", "target", "session", "killzone")  # components with levels, not zones
+
+
 def nearest_zone(components: Any, price: float) -> str:
     """The component zone closest to ``price`` as "nearest: bullish OB 64,100–64,300", or ""."""
     best: tuple[float, str] | None = None
     for comp in components or ():
-        if comp.top is None or comp.bottom is None:
+        if comp.top is None or comp.bottom is None or any(w in comp.name for w in _NOT_ZONES):
             continue
         distance = 0.0 if comp.bottom <= price <= comp.top else min(abs(price - comp.top), abs(price - comp.bottom))
         label = f"{comp.direction + ' ' if comp.direction else ''}{comp.name.replace('_', ' ')}"
@@ -372,6 +375,15 @@ def nearest_zone(components: Any, price: float) -> str:
         if best is None or distance < best[0]:
             best = (distance, text)
     return best[1] if best else ""
+
+
+def scan_symbols(svc: Services) -> tuple[str, ...]:
+    """The watchlist, restricted to the symbols the sample data has when MARKET_DATA=sample (Binance: as is)."""
+    symbols = current_watchlist(svc)
+    if svc.settings.market_data != "sample" or svc.market is None:
+        return symbols
+    available = set(svc.market.symbols())
+    return tuple(s for s in symbols if s in available) or symbols
 
 
 def current_watchlist(svc: Services) -> tuple[str, ...]:
@@ -527,7 +539,10 @@ async def cmd_health(update: Update, context: Ctx) -> None:
     else:
         db = svc.data_dir / "positions.db"
         size = db.stat().st_size / 1024 if db.exists() else 0
-        lines.append(f"Database: ok ({escape(db.name)}, {size:.0f} KiB)")
+        counts = await asyncio.to_thread(svc.store.outbox_counts)
+        subscribers = len(await asyncio.to_thread(svc.store.subscribers))
+        lines.append(f"Database: ok ({escape(db.name)}, {size:.0f} KiB, {subscribers} subscribers)")
+        lines.append(f"Outbox: {counts.pending} pending, {counts.sent} sent, {counts.failed} failed")
     if svc.predictor is None:
         lines.append(f"Model: unavailable ({escape(svc.problems.get('predictor', '?'))})")
     else:

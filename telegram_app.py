@@ -65,6 +65,8 @@ class TokenFilter(logging.Filter):
         if self.token in message:
             record.msg = redact(message, self.token)
             record.args = None
+        if record.exc_info and not record.exc_text:  # tracebacks of HTTP errors may quote the URL
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info), self.token)
         return True
 
 
@@ -277,7 +279,7 @@ async def scan_now(application: Application, *, forced: bool = False) -> str:
     if services.scan_lock.locked():
         return "A scan is already running."
     scanner = services.module("scanner", "Scanning")
-    symbols = handlers.current_watchlist(services)
+    symbols = await asyncio.to_thread(handlers.scan_symbols, services)
     async with services.scan_lock:
         result = await asyncio.to_thread(scanner.run_scan, services, symbols, services.settings.auto_signal_timeframes)
     services.last_scan = datetime.now(UTC)

@@ -294,7 +294,16 @@ async def test_conflict_409_is_reported_and_stops(tg, tmp_path, caplog):
 async def test_health_reports_jobs_database_and_model(tg, bot):
     tg.send_message("/health", user_id=USER)
     call = await tg.wait_for("sendMessage", chat_id=USER)
-    for part in ("Market data", "Last scan", "scan: next", "monitor: next", "daily report", "Database: ok", "Model:"):
+    parts = (
+        "Market data",
+        "Last scan",
+        "scan: next",
+        "monitor: next",
+        "daily report",
+        "Database: ok",
+        "Outbox: 0 pending",
+    )
+    for part in (*parts, "Model:", "uptime"):
         assert part in call.text
 
 

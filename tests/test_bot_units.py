@@ -260,6 +260,15 @@ def test_token_filter_redacts_urls_in_log_records(caplog):
     record = logging.LogRecord("httpx", logging.INFO, __file__, 1, "POST %s", (f"https://x/bot{token}/getMe",), None)
     assert telegram_app.TokenFilter(token).filter(record)
     assert token not in record.getMessage() and "***" in record.getMessage()
+    try:
+        raise ConnectionError(f"could not reach https://x/bot{token}/getUpdates")
+    except ConnectionError:
+        import sys
+
+        failing = logging.LogRecord("telegram", logging.ERROR, __file__, 1, "polling failed", (), sys.exc_info())
+    telegram_app.TokenFilter(token).filter(failing)
+    formatted = logging.Formatter().format(failing)
+    assert "ConnectionError" in formatted and token not in formatted
 
 
 @pytest.mark.parametrize(
