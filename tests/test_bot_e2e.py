@@ -470,3 +470,24 @@ async def test_subscribe_unsubscribe_and_broadcast_setting_agree(tg, bot):
     tg.send_message("/unsubscribe", user_id=USER)
     await tg.wait_for("sendMessage", chat_id=USER, count=4)
     assert not services.store.is_subscribed(USER) and not services.store.get_user_settings(USER).broadcasts
+
+
+async def test_outbox_left_by_a_killed_process_is_delivered_after_restart(tg, tmp_path):
+    from position_manager import PositionStore
+
+    store = PositionStore(tmp_path / "positions.db")  # what a previous process queued before it was killed
+    store.enqueue(USER, "🎯 <b>TP1 hit</b> on BTCUSDT", kind="alert")
+    store.enqueue(OTHER, "📢 signal", b"\x89PNG\r\n\x1a\nfake", kind="broadcast")
+    store.close()
+    tg.flood("sendMessage", retry_after=1)
+    async with run_bot(tg, tmp_path) as app:
+        alert = await tg.wait_for("sendMessage", chat_id=USER, within=30)
+        photo = await tg.wait_for("sendPhoto", chat_id=OTHER, within=30)
+        assert "TP1 hit" in alert.text and photo.files["photo"].startswith(PNG_MAGIC)
+        counts = app.bot_data["services"].store.outbox_counts()
+        for _ in range(100):
+            if counts.pending == 0:
+                break
+            await asyncio.sleep(0.02)
+            counts = app.bot_data["services"].store.outbox_counts()
+        assert (counts.pending, counts.sent, counts.failed) == (0, 2, 0)
