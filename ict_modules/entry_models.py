@@ -28,7 +28,6 @@ States, searched from ``confirmed_at + 1``:
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,21 +38,20 @@ import pandas as pd
 
 from .breaker_block_detector import BlockKind, BreakerBlock, detect_breaker_blocks
 from .core import Direction
-from .fvg_detector import FVG, detect_fvgs
+from .fvg_detector import FVG, FVGArrays, fvg_arrays
 from .market_structure import (
+    Pivots,
+    StructureArrays,
     StructureEvent,
-    StructureKind,
     StructureLevel,
     candle_tables,
-    detect_market_structure,
     first_beyond,
     level_lengths,
     range_argextreme,
-    trend_from_events,
+    structure_arrays,
 )
 from .order_block_detector import OrderBlock, detect_order_blocks
 from .ote_calculator import OTESetup, detect_ote
-from .swing_points import detect_swing_points
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +88,32 @@ class EntryModel:
 _KIND_ORDER = {EntryModelKind.SWEEP_MSS: 0, EntryModelKind.OTE_PULLBACK: 1, EntryModelKind.BREAKER_RETEST: 2}
 
 
+def _as_arrays(events: Sequence[StructureEvent] | StructureArrays, level: StructureLevel | str) -> StructureArrays:
+    if isinstance(events, StructureArrays):
+        return events
+    return StructureArrays.from_events(events, events[0].level if events else level)
+
+
+def _fvg_arrays_of(fvgs: Sequence[FVG]) -> FVGArrays:
+    def bars(name: str) -> np.ndarray:
+        return np.array([-1 if getattr(f, name) is None else getattr(f, name) for f in fvgs], dtype=np.int64)
+
+    return FVGArrays(
+        np.array([f.direction.sign for f in fvgs], dtype=np.int8),
+        np.array([f.index for f in fvgs], dtype=np.int64),
+        np.array([f.top for f in fvgs], dtype=np.float64),
+        np.array([f.bottom for f in fvgs], dtype=np.float64),
+        np.array([f.size_atr for f in fvgs], dtype=np.float64),
+        bars("touched_at"),
+        bars("ce_touched_at"),
+        bars("filled_at"),
+        bars("inverted_at"),
+    )
+
+
 def _sweep_mss(
-    events: Sequence[StructureEvent],
-    fvgs: Sequence[FVG],
+    events: StructureArrays,
+    fvgs: FVGArrays,
     blocks: Sequence[OrderBlock],
     high: np.ndarray,
     low: np.ndarray,
@@ -100,36 +121,41 @@ def _sweep_mss(
     fvg_grace: int,
 ) -> list[tuple]:
     """(kind, direction, source, top, bottom, stop, stop_index, origin, confirmed, expire_bar) rows."""
-    fvg_conf = [f.confirmed_at for f in fvgs]
-    ob_by_break = {(b.confirmed_at, b.direction): b for b in blocks}
+    ob_by_break = {(b.confirmed_at, b.direction is Direction.BULLISH): b for b in blocks}
+    f_index = fvgs.index
+    f_sign, f_top, f_bot = fvgs.sign.tolist(), fvgs.top.tolist(), fvgs.bottom.tolist()
+    dead = np.minimum(
+        np.where(fvgs.filled_at < 0, n, fvgs.filled_at), np.where(fvgs.inverted_at < 0, n, fvgs.inverted_at)
+    ).tolist()
     rows = []
-    for e in events:
-        if e.kind is not StructureKind.MSS:
-            continue
-        i, d, leg = e.confirmed_at, e.direction, e.leg_index
-        stop = float(low[leg] if d is Direction.BULLISH else high[leg])
+    mss = np.flatnonzero(events.kinds == 2)
+    for i, bull, leg in zip(
+        events.bars[mss].tolist(), events.bullish[mss].tolist(), events.leg[mss].tolist(), strict=True
+    ):
+        d, sign = (Direction.BULLISH, 1) if bull else (Direction.BEARISH, -1)
+        stop = float(low[leg] if bull else high[leg])
         # FVGs known by bar i: the latest usable one; else the first usable one completed in (i, i + grace]
-        lo = bisect.bisect_left(fvg_conf, leg + 2)
-        hi = bisect.bisect_right(fvg_conf, min(i + fvg_grace, n - 1))
-        usable = [
-            f for f in fvgs[lo:hi] if f.direction is d and f.index - 2 >= leg and _alive(f, max(i, f.confirmed_at))
-        ]
-        known = [f for f in usable if f.confirmed_at <= i]
-        later = [f for f in usable if f.confirmed_at > i]
-        chosen = known[-1] if known else (later[0] if later else None)
-        if chosen is not None:
-            conf = max(i, chosen.confirmed_at)
-            rows.append((d, EntrySource.FVG, chosen.top, chosen.bottom, stop, leg, i, conf))
+        lo = int(np.searchsorted(f_index, leg + 2, side="left"))
+        hi = int(np.searchsorted(f_index, min(i + fvg_grace, n - 1), side="right"))
+        chosen = -1
+        for k in range(lo, hi):
+            c3 = int(f_index[k])
+            if f_sign[k] != sign or dead[k] <= max(i, c3):
+                continue
+            if c3 <= i:
+                chosen = k  # the latest known at the break
+            elif chosen < 0:
+                chosen = k  # the first completed after it
+                break
+        if chosen >= 0:
+            conf = max(i, int(f_index[chosen]))
+            rows.append((d, EntrySource.FVG, f_top[chosen], f_bot[chosen], stop, leg, i, conf))
             continue
-        block = ob_by_break.get((i, d))
+        block = ob_by_break.get((i, bull))
         conf = i + fvg_grace
         if block is not None and conf < n and (block.invalidated_at is None or block.invalidated_at > conf):
             rows.append((d, EntrySource.ORDER_BLOCK, block.top, block.bottom, stop, leg, i, conf))
     return [(EntryModelKind.SWEEP_MSS, *r, n) for r in rows]
-
-
-def _alive(f: FVG, bar: int) -> bool:
-    return (f.filled_at is None or f.filled_at > bar) and (f.inverted_at is None or f.inverted_at > bar)
 
 
 def _ote_pullbacks(setups: Sequence[OTESetup], trend: np.ndarray, tables: dict, n: int) -> list[tuple]:
@@ -198,11 +224,11 @@ def detect_entry_models(
     fvg_grace: int = 2,
     max_age: int = 50,
     include_mitigation: bool = False,
-    events: Sequence[StructureEvent] | None = None,
-    trend_events: Sequence[StructureEvent] | None = None,
+    events: Sequence[StructureEvent] | StructureArrays | None = None,
+    trend_events: Sequence[StructureEvent] | StructureArrays | None = None,
     order_blocks: Sequence[OrderBlock] | None = None,
     breakers: Sequence[BreakerBlock] | None = None,
-    fvgs: Sequence[FVG] | None = None,
+    fvgs: Sequence[FVG] | FVGArrays | None = None,
     ote_setups: Sequence[OTESetup] | None = None,
 ) -> list[EntryModel]:
     """Entry model instances in order of confirmation (see module docstring).
@@ -217,7 +243,8 @@ def detect_entry_models(
         max_age: bars after confirmation after which an untriggered model expires.
         include_mitigation: also offer retests of mitigation blocks (BREAKER_RETEST with a mitigation zone).
         events, trend_events, order_blocks, breakers, fvgs, ote_setups: precomputed detector output for these
-            candles (each is computed here when omitted, with the defaults above).
+            candles (each is computed here when omitted, with the defaults above); structure as event lists or
+            :class:`.market_structure.StructureArrays`, FVGs as objects or :class:`.fvg_detector.FVGArrays`.
     """
     n = len(candles)
     if n == 0:
@@ -226,33 +253,36 @@ def detect_entry_models(
     low = candles["low"].to_numpy(dtype=np.float64)
     tables = candle_tables(candles)
     lengths = {"internal_length": internal_length, "swing_length": swing_length}
-    if events is None:
-        events = detect_market_structure(candles, level=level, tables=tables, **lengths)
-    sweep_swings = None  # swing-level pivots, shared by the trend structure and the breaker sweeps
-    if trend_events is None:
-        if StructureLevel(trend_level) is StructureLevel(level):
-            trend_events = events
-        else:
-            length = level_lengths(trend_level, internal_length, swing_length)
-            trend_swings = detect_swing_points(candles, left=length, right=length)
-            trend_events = detect_market_structure(
-                candles, level=trend_level, swings=trend_swings, tables=tables, **lengths
-            )
-            if StructureLevel(trend_level) is StructureLevel.SWING:
-                sweep_swings = trend_swings
+    structure = (
+        structure_arrays(candles, level=level, tables=tables, **lengths)
+        if events is None
+        else _as_arrays(events, level)
+    )
+    sweep_pivots = None  # swing-level pivots, shared by the trend structure and the breaker sweeps
+    if trend_events is not None:
+        trend = _as_arrays(trend_events, trend_level)
+    elif StructureLevel(trend_level) is StructureLevel(level):
+        trend = structure
+    else:
+        trend_pivots = Pivots.of(candles, level_lengths(trend_level, internal_length, swing_length))
+        trend = structure_arrays(candles, level=trend_level, pivots=trend_pivots, tables=tables, **lengths)
+        if StructureLevel(trend_level) is StructureLevel.SWING:
+            sweep_pivots = trend_pivots
     if order_blocks is None:
-        order_blocks = detect_order_blocks(candles, events=events, tables=tables)
+        order_blocks = detect_order_blocks(candles, events=structure, tables=tables)
     if breakers is None:
         breakers = detect_breaker_blocks(
-            candles, order_blocks=order_blocks, tables=tables, swings=sweep_swings, **lengths
+            candles, order_blocks=order_blocks, tables=tables, swings=sweep_pivots, **lengths
         )
     if fvgs is None:
-        fvgs = detect_fvgs(candles)
+        fvgs = fvg_arrays(candles)
+    elif not isinstance(fvgs, FVGArrays):
+        fvgs = _fvg_arrays_of(fvgs)
     if ote_setups is None:
         ote_setups = detect_ote(candles, swing_length=ote_swing_length)
 
-    rows = _sweep_mss(events, fvgs, order_blocks, high, low, n, fvg_grace)
-    rows += _ote_pullbacks(ote_setups, trend_from_events(trend_events, n), tables, n)
+    rows = _sweep_mss(structure, fvgs, order_blocks, high, low, n, fvg_grace)
+    rows += _ote_pullbacks(ote_setups, trend.trend(n), tables, n)
     rows += _breaker_retests(breakers, tables, n, include_mitigation)
     rows.sort(key=lambda r: (r[8], _KIND_ORDER[r[0]], r[7]))
     if not rows:

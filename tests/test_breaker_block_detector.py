@@ -4,7 +4,9 @@ import pytest
 
 from ict_modules.breaker_block_detector import BlockKind, detect_breaker_blocks
 from ict_modules.core import Direction, known_at
+from ict_modules.market_structure import Pivots
 from ict_modules.order_block_detector import ZoneState, detect_order_blocks
+from ict_modules.swing_points import detect_swing_points
 from tests.helpers import CAUSALITY_SERIES, cut_points, make_candles, sample_candles, scaled
 
 BULL, BEAR = Direction.BULLISH, Direction.BEARISH
@@ -109,3 +111,11 @@ def test_scale_invariant():
     assert [strip(b) for b in detect_breaker_blocks(candles)] == [
         strip(b) for b in detect_breaker_blocks(scaled(candles))
     ]
+
+
+def test_given_swings_as_objects_or_pivots():
+    candles = sample_candles("BTCUSDT", "4h", tail=3000)
+    objects = detect_swing_points(candles, left=10, right=10)
+    want = detect_breaker_blocks(candles)
+    assert detect_breaker_blocks(candles, swings=objects) == want
+    assert detect_breaker_blocks(candles, swings=Pivots.of(candles, 10)) == want

@@ -2,8 +2,13 @@ import dataclasses
 
 import pytest
 
+from ict_modules.breaker_block_detector import detect_breaker_blocks
 from ict_modules.core import Direction, known_at
 from ict_modules.entry_models import EntryModelKind, EntrySource, detect_entry_models
+from ict_modules.fvg_detector import detect_fvgs
+from ict_modules.market_structure import detect_market_structure, structure_arrays
+from ict_modules.order_block_detector import detect_order_blocks
+from ict_modules.ote_calculator import detect_ote
 from tests.helpers import CAUSALITY_SERIES, cut_points, make_candles, sample_candles, scaled
 
 BULL, BEAR = Direction.BULLISH, Direction.BEARISH
@@ -162,3 +167,21 @@ def test_scale_invariant():
     strip = lambda m: dataclasses.replace(m, top=0.0, bottom=0.0, stop=0.0)  # noqa: E731
     a, b = detect_entry_models(candles), detect_entry_models(scaled(candles))
     assert [strip(m) for m in a] == [strip(m) for m in b]
+
+
+def test_precomputed_inputs_give_the_same_models():
+    candles = sample_candles("BTCUSDT", "4h", tail=3000)
+    events = detect_market_structure(candles, level="internal")
+    trend = detect_market_structure(candles, level="swing")
+    obs = detect_order_blocks(candles, events=events)
+    given = detect_entry_models(
+        candles,
+        events=events,
+        trend_events=trend,
+        order_blocks=obs,
+        breakers=detect_breaker_blocks(candles, order_blocks=obs),
+        fvgs=detect_fvgs(candles),
+        ote_setups=detect_ote(candles),
+    )
+    assert given == detect_entry_models(candles)
+    assert detect_entry_models(candles, events=structure_arrays(candles, level="internal")) == given

@@ -3,11 +3,12 @@ import dataclasses
 import numpy as np
 import pytest
 
+from ict_modules.breaker_block_detector import detect_breaker_blocks
 from ict_modules.core import Direction, atr, known_at
-from ict_modules.fvg_detector import FVG
-from ict_modules.ict_whale_detector import WhaleBlock, WhaleKind
+from ict_modules.fvg_detector import FVG, detect_fvgs
+from ict_modules.ict_whale_detector import WhaleBlock, WhaleKind, detect_whale_blocks
 from ict_modules.market_structure import StructureKind, StructureLevel
-from ict_modules.order_block_detector import OrderBlock
+from ict_modules.order_block_detector import OrderBlock, detect_order_blocks
 from ict_modules.smz_mapper import ZoneSource, detect_smz, rank_zones, strength_of
 from tests.helpers import CAUSALITY_SERIES, cut_points, make_candles, sample_candles, scaled
 
@@ -146,3 +147,16 @@ def test_scale_invariant():
     a, b = detect_smz(frame), detect_smz(scaled(frame))
     assert [strip(z) for z in a] == [strip(z) for z in b]
     assert np.allclose([z.top for z in a], [z.top * 1e6 for z in b], rtol=1e-9)
+
+
+def test_precomputed_sources_give_the_same_zones():
+    frame = sample_candles("ETHUSDT", "4h", tail=3000)
+    obs = detect_order_blocks(frame)
+    given = detect_smz(
+        frame,
+        order_blocks=obs,
+        breakers=detect_breaker_blocks(frame, order_blocks=obs),
+        fvgs=detect_fvgs(frame),
+        whales=detect_whale_blocks(frame),
+    )
+    assert given == detect_smz(frame)
