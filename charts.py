@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.collections import PolyCollection
 
 from formatting import format_price
 from ict_modules.core import Direction
@@ -69,9 +70,9 @@ def render_signal_chart(analysis: Analysis, *, candles: int = CANDLES, dpi: int 
             _draw_trade(ax, analysis.result, m, right)
         ax.set_xlim(-1, right)
         ax.set_title(_title(analysis), fontsize=16, fontweight="bold", loc="left")
-        fig.tight_layout()
+        fig.subplots_adjust(left=0.045, right=0.9, top=0.94, bottom=0.06)
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=dpi)
+        fig.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 3})
         return buffer.getvalue()
     finally:
         plt.close(fig)
@@ -83,8 +84,14 @@ def _draw_candles(ax, window: pd.DataFrame) -> None:
     x = np.arange(len(window))
     colours = np.where(c >= o, BULL, BEAR)
     ax.vlines(x, lo, h, colors=colours, linewidth=1.0, zorder=2)
-    body = np.maximum(np.abs(c - o), (h.max() - lo.min()) * 0.0015)
-    ax.bar(x, body, bottom=np.minimum(o, c), width=0.65, color=colours, edgecolor=colours, zorder=3)
+    bottom = np.minimum(o, c)
+    top = bottom + np.maximum(np.abs(c - o), (h.max() - lo.min()) * 0.0015)  # a doji still shows a line
+    half = 0.33
+    boxes = np.stack(
+        [np.column_stack([x - half, bottom]), np.column_stack([x + half, bottom]),
+         np.column_stack([x + half, top]), np.column_stack([x - half, top])], axis=1
+    )  # fmt: skip
+    ax.add_collection(PolyCollection(boxes, facecolors=colours, edgecolors=colours, linewidths=0.5, zorder=3))
     ticks = np.linspace(0, len(window) - 1, min(6, len(window))).astype(int)
     ax.set_xticks(ticks)
     ax.set_xticklabels([window.index[i].strftime("%m-%d %H:%M") for i in ticks], fontsize=11)
@@ -100,13 +107,16 @@ def _visible(top: float, bottom: float, ylim: tuple[float, float]) -> bool:
 
 def _draw_context(ax, snap: Snapshot, start: int, m: int, ylim: tuple[float, float], max_zones: int = 6) -> None:
     """Zones (the ``max_zones`` most recent that are in view), OTE, nearest liquidity, structure marks."""
-    zones = [z for z in snap.zones if _visible(z.top, z.bottom, ylim)]
-    zones = sorted(zones, key=lambda z: z.index)[-max_zones:]
-    for z in zones:
-        x0 = max(z.index - start, 0)
-        colour = _colour(z.direction)
-        ax.fill_between([x0, m - 1], z.bottom, z.top, color=colour, alpha=0.13, linewidth=0, zorder=0)
-        ax.text(x0 + 0.3, z.top, z.label, color=colour, fontsize=9, va="top", ha="left", alpha=0.95, clip_on=True)
+    merged: dict[tuple[Direction, float, float], tuple[int, list[str]]] = {}
+    for z in sorted((z for z in snap.zones if _visible(z.top, z.bottom, ylim)), key=lambda z: z.index):
+        key = (z.direction, z.top, z.bottom)  # an FVG that is also a SIBI/SSIB is one box "FVG/SSIB"
+        index, labels = merged.get(key, (z.index, []))
+        merged[key] = (min(index, z.index), [*labels, z.label] if z.label not in labels else labels)
+    for (direction, top, bottom), (index, labels) in sorted(merged.items(), key=lambda kv: kv[1][0])[-max_zones:]:
+        x0 = max(index - start, 0)
+        colour = _colour(direction)
+        ax.fill_between([x0, m - 1], bottom, top, color=colour, alpha=0.13, linewidth=0, zorder=0)
+        ax.text(x0 + 0.3, top, "/".join(labels), color=colour, fontsize=9, va="top", ha="left", clip_on=True)
     if snap.ote is not None and _visible(snap.ote.top, snap.ote.bottom, ylim):
         o = snap.ote
         ax.fill_between([m - 13, m - 1], o.bottom, o.top, color="#b58900", alpha=0.15, linewidth=0, zorder=0)
