@@ -113,18 +113,25 @@ class LiquidityTargets:
 class LevelSearch:
     """ "First bar at or after ``start`` where ``values`` goes above ``level``" for many queries at once.
 
-    Binary lifting over a sparse table of range maxima of one series, built once (O(n log n)) and reused by every
-    batch of queries (O(log n) numpy steps per batch). Search "below" on the negated series with negated levels.
+    Built once per series and reused by every batch of queries. The series is cut into blocks of ``BLOCK`` bars:
+    a query first scans the rest of its starting block (one vectorised row comparison), then finds the first later
+    block whose maximum exceeds the level by binary lifting over a sparse table of block maxima, then the bar
+    inside that block (another row comparison). Search "below" on the negated series with negated levels.
     """
 
-    __slots__ = ("_n", "_table")
+    BLOCK = 32
+    __slots__ = ("_n", "_rows", "_table")
 
     def __init__(self, values: np.ndarray) -> None:
         values = np.asarray(values, dtype=np.float64)
-        self._n = len(values)
-        table = [values]
+        self._n = n = len(values)
+        blocks = -(-n // self.BLOCK)
+        padded = np.full(blocks * self.BLOCK, -np.inf)
+        padded[:n] = values
+        self._rows = padded.reshape(blocks, self.BLOCK)
+        table = [self._rows.max(axis=1)]
         step = 1
-        while 2 * step <= self._n:
+        while 2 * step <= blocks:
             prev = table[-1]
             table.append(np.maximum(prev[:-step], prev[step:]))
             step *= 2
@@ -132,20 +139,34 @@ class LevelSearch:
 
     def first_above(self, starts: np.ndarray, levels: np.ndarray, *, inclusive: bool = False) -> np.ndarray:
         """Per query: the first ``t >= starts[q]`` with ``values[t] > levels[q]`` (``>=`` if ``inclusive``), or -1."""
-        n = self._n
-        starts = np.asarray(starts, dtype=np.int64)
+        size = self.BLOCK
+        starts = np.maximum(np.asarray(starts, dtype=np.int64), 0)
         levels = np.asarray(levels, dtype=np.float64)
-        if n == 0 or len(starts) == 0:
-            return np.full(len(starts), -1, dtype=np.int64)
-        pos = np.clip(starts, 0, n)
+        out = np.full(len(starts), -1, dtype=np.int64)
+        live = np.flatnonzero(starts < self._n)
+        if len(live) == 0:
+            return out
+        start, level = starts[live], levels[live]
+        block = start // size
+
+        def hits(rows: np.ndarray, lv: np.ndarray) -> np.ndarray:
+            return rows >= lv[:, None] if inclusive else rows > lv[:, None]
+
+        first = hits(self._rows[block], level) & (np.arange(size) >= (start - block * size)[:, None])
+        found = first.any(axis=1)
+        out[live[found]] = block[found] * size + first[found].argmax(axis=1)
+        rest, level, pos = live[~found], level[~found], block[~found] + 1
+        blocks = len(self._table[0])
         for k in range(len(self._table) - 1, -1, -1):
             width = 1 << k
-            block = self._table[k]
-            blk = block[np.minimum(pos, len(block) - 1)]
-            move = (blk < levels) if inclusive else (blk <= levels)
-            move &= pos + width <= n
+            table = self._table[k]
+            peak = table[np.minimum(pos, len(table) - 1)]
+            move = (peak < level) if inclusive else (peak <= level)
+            move &= pos + width <= blocks
             pos += width * move
-        return np.where(pos < n, pos, -1)
+        ok = pos < blocks
+        out[rest[ok]] = pos[ok] * size + hits(self._rows[pos[ok]], level[ok]).argmax(axis=1)
+        return out
 
 
 def first_break(values: np.ndarray, starts: np.ndarray, levels: np.ndarray, *, inclusive: bool = False) -> np.ndarray:

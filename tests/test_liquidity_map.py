@@ -175,3 +175,22 @@ def test_scale_invariance():
         return [(p.kind, p.indices, p.confirmed_at, p.swept_at, p.run_at) for p in pools]
 
     assert shape(detect_liquidity(candles)) == shape(detect_liquidity(scaled(candles)))
+
+
+@pytest.mark.parametrize("n", [1, 31, 32, 33, 64, 1000, 4099])
+def test_level_search_edges_match_brute_force(n):
+    import numpy as np
+
+    from ict_modules.liquidity_map import LevelSearch
+
+    rng = np.random.default_rng(n)
+    values = np.round(rng.random(n) * 20)  # many ties with the levels
+    search = LevelSearch(values)
+    starts = np.concatenate((rng.integers(-2, n + 3, 300), [0, n - 1, n, n + 5]))
+    levels = np.concatenate((np.round(rng.random(300) * 21) - 0.5 * rng.integers(0, 2, 300), [20, 19, -1, 0]))
+    for inclusive in (False, True):
+        got = search.first_above(starts, levels, inclusive=inclusive)
+        for s, lv, g in zip(starts, levels, got, strict=True):
+            tail = values[max(s, 0) :]
+            hit = tail >= lv if inclusive else tail > lv
+            assert g == (max(s, 0) + int(np.argmax(hit)) if hit.any() else -1)
