@@ -139,11 +139,18 @@ async def cmd_train(update: Update, context: Ctx) -> None:
 
 
 async def retrain(svc: Services) -> str:
-    """Train from the journal off the event loop and reload the predictor; the report as text."""
+    """Train from the journal off the event loop and reload the predictor; the report as text.
+
+    One training at a time (the /train command, the weekly job and the outcome trigger share a lock)."""
     ml_engine = svc.module("ml_engine", "Model training")
-    report = await asyncio.to_thread(ml_engine.retrain, svc.settings)
+    if svc.train_lock.locked():
+        return "A training is already running."
+    async with svc.train_lock:
+        report = await asyncio.to_thread(ml_engine.retrain, svc.settings)
     if svc.predictor is not None:
         await asyncio.to_thread(svc.predictor.load)
+    if svc.store is not None:  # the outcome counter that triggers a retrain starts again
+        await asyncio.to_thread(svc.store.set_state, "outcomes_since_train", "0")
     return report.text()
 
 

@@ -105,6 +105,7 @@ class Services:
     scan_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     outbox_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     monitor_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    train_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_scan: datetime | None = None
     last_monitor: datetime | None = None
 

@@ -307,8 +307,33 @@ async def job_monitor(context: ContextTypes.DEFAULT_TYPE) -> None:
         )
     if report.events or report.errors:
         logger.info("monitor: %s", report)
+    if report.journaled:
+        await count_outcomes(context.application, services, report.journaled)
     services.last_monitor = datetime.now(UTC)
     await drain_outbox(context.application)
+
+
+RETRAIN_AFTER_OUTCOMES = 50  # closed outcomes since the last training that trigger a retrain
+
+
+async def count_outcomes(application: Application, services: Services, new: int) -> None:
+    """Count journaled outcomes (persisted); retrain in the background once enough new ones arrived."""
+    store = services.store
+    total = int(store.get_state("outcomes_since_train", "0") or 0) + new
+    if total < RETRAIN_AFTER_OUTCOMES:
+        await asyncio.to_thread(store.set_state, "outcomes_since_train", str(total))
+        return
+    logger.info("%d new outcomes since the last training: retraining", total)
+    application.create_task(run_retrain(services), name="retrain-on-outcomes")
+
+
+async def run_retrain(services: Services) -> None:
+    import admin_module
+
+    try:
+        logger.info("retrain: %s", await admin_module.retrain(services))
+    except NotAvailable as exc:
+        logger.info("retrain skipped: %s", exc)
 
 
 async def job_outbox(context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -354,12 +379,7 @@ async def job_report(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def job_retrain(context: ContextTypes.DEFAULT_TYPE) -> None:
-    import admin_module
-
-    try:
-        logger.info("weekly retrain: %s", await admin_module.retrain(get_services(context)))
-    except NotAvailable as exc:
-        logger.info("weekly retrain skipped: %s", exc)
+    await run_retrain(get_services(context))
 
 
 async def job_cache_cleanup(context: ContextTypes.DEFAULT_TYPE) -> None:

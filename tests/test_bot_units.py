@@ -288,3 +288,18 @@ def test_retry_after_seconds_accepts_int_and_timedelta():
     assert sender.retry_after_seconds(RetryAfter(5)) == 5
     assert sender.retry_after_seconds(RetryAfter(timedelta(seconds=2))) == 2
     assert sender.retry_after_seconds(RetryAfter(10_000)) == sender.MAX_RETRY_AFTER_SECONDS
+
+
+async def test_enough_new_outcomes_trigger_one_retrain(tmp_path):
+    from position_manager import PositionStore
+    from services import Services
+
+    store = PositionStore(tmp_path / "positions.db")
+    started = []
+    app = SimpleNamespace(create_task=lambda coro, name=None: (started.append(name), coro.close()))
+    services = Services(settings=SimpleNamespace(), mode="telegram", store=store)
+    await telegram_app.count_outcomes(app, services, telegram_app.RETRAIN_AFTER_OUTCOMES - 1)
+    assert started == [] and store.get_state("outcomes_since_train") == str(telegram_app.RETRAIN_AFTER_OUTCOMES - 1)
+    await telegram_app.count_outcomes(app, services, 1)
+    assert started == ["retrain-on-outcomes"]
+    store.close()
