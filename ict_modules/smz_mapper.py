@@ -132,7 +132,7 @@ def _source_rows(
             if f.size_atr >= min_fvg_atr
         ]
     rows += [(w.confirmed_at, 3, 1 if w.direction is bull else -1, w.top, w.bottom) for w in whales]
-    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+    rows.sort()  # by bar, then source kind, sign and price: a fixed order for same-bar sources
     return rows
 
 
@@ -184,15 +184,10 @@ def detect_smz(
         return []
 
     close_min, close_max = tables["close_min"], tables["close_max"]
+    closes = close_min[0].tolist()
     atr_values = atr(tables["high_max"][0], tables["low_min"][0], tables["close_min"][0], length=atr_length).tolist()
-    z_conf: list[int] = []
-    z_sign: list[int] = []
-    z_top: list[float] = []
-    z_bot: list[float] = []
-    z_kinds: list[int] = []  # bit mask over _SOURCES
-    z_members: list[int] = []
-    z_merged: list[int] = []  # bar, or -1
-    z_dropped: list[bool] = []
+    # zone records: [confirmed_at, sign, top, bottom, kinds bit mask over _SOURCES, members, merged_at or -1, dropped]
+    zones: list[list] = []
     # per direction, the most recent zones as (id, top, bottom, confirmed_at), newest first
     recent: dict[int, list[tuple[int, float, float, int]]] = {1: [], -1: []}
     for conf, src, sign, top, bottom in rows:
@@ -207,50 +202,49 @@ def detect_smz(
             if (top if top > zt else zt) - (bottom if bottom < zb else zb) > cap:
                 continue
             if c0 < conf:  # closed through the far edge in (c0, conf]?
-                if sign > 0:
+                if conf - c0 <= 64:  # short spans: a list slice beats the sparse-table lookup
+                    span = closes[c0 + 1 : conf + 1]
+                    if (min(span) < zb) if sign > 0 else (max(span) > zt):
+                        continue
+                elif sign > 0:
                     if _range_min_max(close_min, c0 + 1, conf, False) < zb:
                         continue
                 elif _range_min_max(close_max, c0 + 1, conf, True) > zt:
                     continue
             hits.append(cand)
         kinds, members = 1 << src, 1
-        if len(hits) > 1:  # the union of several must respect the cap too: keep the most recent that fit
-            kept = []
-            lo, hi = bottom, top
-            for cand in hits:
-                if max(hi, cand[1]) - min(lo, cand[2]) <= cap:
-                    kept.append(cand)
-                    lo, hi = min(lo, cand[2]), max(hi, cand[1])
-            hits = kept
-        for zid, zt, zb, c0 in hits:
-            top, bottom = max(top, zt), min(bottom, zb)
-            kinds |= z_kinds[zid]
-            members += z_members[zid]
-            if c0 == conf:
-                z_dropped[zid] = True
-            else:
-                z_merged[zid] = conf
-        new = len(z_conf)
-        z_conf.append(conf)
-        z_sign.append(sign)
-        z_top.append(top)
-        z_bot.append(bottom)
-        z_kinds.append(kinds)
-        z_members.append(members)
-        z_merged.append(-1)
-        z_dropped.append(False)
-        entry = (new, top, bottom, conf)
         if hits:
+            if len(hits) > 1:  # the union of several must respect the cap too: keep the most recent that fit
+                kept = []
+                lo, hi = bottom, top
+                for cand in hits:
+                    if max(hi, cand[1]) - min(lo, cand[2]) <= cap:
+                        kept.append(cand)
+                        lo, hi = min(lo, cand[2]), max(hi, cand[1])
+                hits = kept
+            for zid, zt, zb, c0 in hits:
+                top, bottom = max(top, zt), min(bottom, zb)
+                record = zones[zid]
+                kinds |= record[4]
+                members += record[5]
+                if c0 == conf:
+                    record[7] = True
+                else:
+                    record[6] = conf
+            entry = (len(zones), top, bottom, conf)
             recent[sign] = [entry, *(c for c in recent[sign] if c not in hits)][:max_candidates]
         else:
+            entry = (len(zones), top, bottom, conf)
             recent[sign] = [entry, *recent[sign][: max_candidates - 1]]
+        zones.append([conf, sign, top, bottom, kinds, members, -1, False])
 
-    keep = np.flatnonzero(~np.array(z_dropped))
-    conf = np.array(z_conf, dtype=np.int64)[keep]
-    sign = np.array(z_sign, dtype=np.int64)[keep]
-    top = np.array(z_top)[keep]
-    bot = np.array(z_bot)[keep]
-    merged = np.array(z_merged, dtype=np.int64)[keep]
+    columns = list(zip(*zones, strict=True))
+    keep = np.flatnonzero(~np.array(columns[7], dtype=bool))
+    conf = np.array(columns[0], dtype=np.int64)[keep]
+    sign = np.array(columns[1], dtype=np.int64)[keep]
+    top = np.array(columns[2], dtype=np.float64)[keep]
+    bot = np.array(columns[3], dtype=np.float64)[keep]
+    merged = np.array(columns[6], dtype=np.int64)[keep]
     merged = np.where(merged < 0, n, merged)
     demand = sign > 0
     broken = np.full(len(conf), n, dtype=np.int64)
@@ -273,33 +267,39 @@ def detect_smz(
             touch = np.minimum(first_beyond(touch_t, pos, near_s, above=not side, strict=False), n)
             t[sel] = np.where(touch <= end, touch, n)
             pos = np.minimum(first_beyond(out_t, np.minimum(touch + 1, n), near_s, above=side) + 1, n)
-    kinds = np.array(z_kinds)[keep].tolist()
-    members = np.array(z_members)[keep].tolist()
-    t1, t2, t3 = (t.tolist() for t in touches)
-    strengths: dict[tuple[int, int], float] = {}
-    out_zones = []
-    for k in range(len(keep)):
-        sources = tuple(s for bit, s in enumerate(_SOURCES) if kinds[k] >> bit & 1)
-        key = (kinds[k], members[k])
-        if key not in strengths:
-            strengths[key] = strength_of(sources, members[k])
-        out_zones.append(
-            SupplyDemandZone(
-                direction=Direction.BULLISH if demand[k] else Direction.BEARISH,
-                top=float(top[k]),
-                bottom=float(bot[k]),
-                sources=sources,
-                members=members[k],
-                strength=strengths[key],
-                confirmed_at=int(conf[k]),
-                first_touch_at=None if t1[k] >= n else t1[k],
-                second_touch_at=None if t2[k] >= n else t2[k],
-                third_touch_at=None if t3[k] >= n else t3[k],
-                merged_at=None if merged[k] >= n else int(merged[k]),
-                invalidated_at=None if broken[k] >= n else int(broken[k]),
-            )
+    kinds = np.array(columns[4], dtype=np.int64)[keep].tolist()
+    members = np.array(columns[5], dtype=np.int64)[keep].tolist()
+    source_sets = {m: tuple(s for bit, s in enumerate(_SOURCES) if m >> bit & 1) for m in set(kinds)}
+    strengths = {(m, c): strength_of(source_sets[m], c) for m, c in set(zip(kinds, members, strict=True))}
+    direction_of = (Direction.BEARISH, Direction.BULLISH)
+    return [
+        SupplyDemandZone(
+            direction=direction_of[dm],
+            top=tp,
+            bottom=bt,
+            sources=source_sets[kd],
+            members=mb,
+            strength=strengths[(kd, mb)],
+            confirmed_at=cf,
+            first_touch_at=None if a >= n else a,
+            second_touch_at=None if b >= n else b,
+            third_touch_at=None if c >= n else c,
+            merged_at=None if mg >= n else mg,
+            invalidated_at=None if bk >= n else bk,
         )
-    return out_zones
+        for dm, tp, bt, kd, mb, cf, a, b, c, mg, bk in zip(
+            demand.tolist(),
+            top.tolist(),
+            bot.tolist(),
+            kinds,
+            members,
+            conf.tolist(),
+            *(t.tolist() for t in touches),
+            merged.tolist(),
+            broken.tolist(),
+            strict=True,
+        )
+    ]
 
 
 def rank_zones(zones: Sequence[SupplyDemandZone], bar: int) -> list[RankedZone]:
