@@ -643,12 +643,34 @@ class PositionStore:
         self._lock = threading.RLock()
         self._depth = 0
         self._savepoints = 0
+        self.quarantined: Path | None = None
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:  # not a database / malformed: keep it aside, start empty
+            self._conn.close()
+            self.quarantined = self._quarantine(exc)
+            self._open()
+
+    def _open(self) -> None:
         self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
+        if self._conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise sqlite3.DatabaseError("integrity check failed")
         self._migrate()
+
+    def _quarantine(self, exc: Exception) -> Path:
+        from storage import quarantine
+
+        moved = quarantine(self.path)
+        for suffix in ("-wal", "-shm"):
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                side.replace(moved.with_name(moved.name + suffix))
+        logger.warning("%s is unreadable (%s); kept aside as %s and started empty", self.path, exc, moved.name)
+        return moved
 
     # -- plumbing -------------------------------------------------------------------------------------------------
 

@@ -311,3 +311,15 @@ def test_subscribers_settings_and_state_persist(tmp_path):
     with pytest.raises(ValueError):
         store.set_user_settings(10, UserSettings(min_confidence=150))
     store.close()
+
+
+def test_corrupt_database_is_kept_aside_and_started_empty(tmp_path, caplog):
+    path = tmp_path / "positions.db"
+    path.write_bytes(b"this is not a database" * 100)
+    store = PositionStore(path)
+    assert store.quarantined is not None and store.quarantined.exists()
+    assert store.list_open() == [] and store.schema_version == 1
+    assert "kept aside" in caplog.text
+    store.subscribe(1)
+    store.close()
+    assert PositionStore(path).subscribers() == [1]
