@@ -17,6 +17,7 @@ to the bundled sample data with a one-line notice. With ``MARKET_DATA=sample`` i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -237,10 +238,7 @@ async def run_console(settings: Settings, lines: Any, out: TextIO, *, interactiv
         out.write("ICT Signal Bot console. Type /help, e.g. /signal BTCUSDT 1h; /quit to leave.\n")
         out.flush()
         while True:
-            if interactive:
-                out.write("> ")
-                out.flush()
-            line = await next_line(lines)
+            line = await next_line(lines, prompt="> " if interactive else None)
             if line is None:
                 break
             line = line.strip()
@@ -275,11 +273,17 @@ async def settle(application: Any) -> None:
         await asyncio.wait(pending, timeout=0.2)
 
 
-async def next_line(lines: Any) -> str | None:
-    if lines is None:
-        text = await asyncio.to_thread(sys.stdin.readline)
-        return text if text else None
-    return next(lines, None)
+async def next_line(lines: Any, prompt: str | None = None) -> str | None:
+    """The next input line (None at the end). Interactive: ``input()`` with line editing, in a worker thread."""
+    if lines is not None:
+        return next(lines, None)
+    if prompt is not None:
+        try:
+            return await asyncio.to_thread(input, prompt)
+        except EOFError:
+            return None
+    text = await asyncio.to_thread(sys.stdin.readline)
+    return text if text else None
 
 
 def main(args: Any, settings: Settings) -> int:
@@ -287,6 +291,9 @@ def main(args: Any, settings: Settings) -> int:
     if not getattr(args, "verbose", False):
         logging.getLogger().setLevel(logging.WARNING)
     interactive = sys.stdin.isatty()
+    if interactive:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401 - line editing and history for input()
     try:
         return asyncio.run(run_console(settings, None, sys.stdout, interactive=interactive))
     except KeyboardInterrupt:
