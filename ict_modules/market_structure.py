@@ -116,18 +116,23 @@ def first_beyond(
     O(log n) numpy passes over the queries.
     """
     n = len(table[0])
-    pos = np.asarray(starts, dtype=np.int64).copy()
+    pos = np.array(starts, dtype=np.int64)  # a copy: advanced in place
     thr = np.asarray(thresholds, dtype=np.float64)
     if len(pos) == 0:
         return pos
+    # a block of 2**k bars can be skipped when no value in it is beyond the threshold
+    quiet_op = {
+        (True, True): np.less_equal,
+        (True, False): np.less,
+        (False, True): np.greater_equal,
+        (False, False): np.greater,
+    }[(above, strict)]
     for k in range(len(table) - 1, -1, -1):
-        width = 1 << k
         level = table[k]
-        ok = pos + width <= n
-        safe = np.where(ok, pos, 0)
-        block = level[np.minimum(safe, len(level) - 1)]
-        quiet = (block < thr if above else block > thr) | (strict & (block == thr))
-        pos = np.where(ok & quiet, pos + width, pos)
+        last = len(level) - 1  # the last start whose whole block lies inside the series
+        step = quiet_op(level[np.minimum(pos, last)], thr)
+        step &= pos <= last
+        np.add(pos, 1 << k, out=pos, where=step)
     return np.minimum(pos, n)
 
 
