@@ -254,3 +254,30 @@ def test_80_percent_handler_on_the_sample_market_through_the_engine():
     assert [c.name for c in rec.checks] == ["structure", "opposing_zone", "liquidity", "momentum"]
     text = format_recommendation_html(position, rec)
     assert "80% of the way to TP1" in text and rec.action.label in text
+
+
+def test_monitor_catches_a_wick_through_the_binance_client(tmp_path):
+    from binance_client import BinanceClient
+    from tests.fake_binance import FakeBinance
+
+    rows = [(100, 100.5, 99.5, 100.2)] * 5 + [(100.2, 100.3, 94.8, 99.9)] + [(99.9, 100.4, 99.6, 100.1)] * 10
+    store = PositionStore(tmp_path / "positions.db")
+    journal = Journal(tmp_path)
+    sig = make_signal(market=True)
+    p = store.add(Position.from_signal(sig, recipients=RECIPIENTS), signal=sig)
+    with FakeBinance(
+        now=T0 + timedelta(minutes=3, seconds=5), data_dir=None, frames={("BTCUSDT", "1m"): path_1m(rows)}
+    ) as fake:
+        market = BinanceClient(fake.url, clock=lambda: fake.now.timestamp())  # local clock = the exchange's
+        try:
+            monitor_tick(store, market, journal, now=T0 + timedelta(minutes=3, seconds=5), evaluate_80=no_80)
+            assert store.get(p.id).state is PositionState.OPEN
+            fake.now = pd.Timestamp(T0 + timedelta(minutes=10, seconds=5))
+            assert market.price("BTCUSDT") > 99.5  # the price is back above the entry at the second check
+            monitor_tick(store, market, journal, now=T0 + timedelta(minutes=10, seconds=5), evaluate_80=no_80)
+        finally:
+            market.close()
+    stored = store.get(p.id)
+    assert stored.state is PositionState.SL and stored.closed_at == T0 + timedelta(minutes=5)
+    assert journal.get(sig.id)["outcome"]["reason"] == "SL"
+    store.close()
