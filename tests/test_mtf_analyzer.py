@@ -11,7 +11,7 @@ from ict_modules.mtf_analyzer import (
     higher_timeframes,
     timeframe_bias,
 )
-from tests.helpers import make_candles, sample_candles
+from tests.helpers import make_candles, sample_candles, scaled
 
 # pivots of length 2: highs 103.1 (bar 3), 105.1 (bar 9); both broken by closes (bars 8, 14): bullish
 UP = [100, 101, 102, 103, 102, 101, 102, 103, 104, 105, 104, 103, 104, 105, 106, 105]
@@ -95,3 +95,9 @@ def test_causal_over_real_frames():
             assert b.swing_trend.sign == trends[b.timeframe][bars - 1]  # the full run's trend at that bar
         seen.add(res.alignment)
     assert len(seen) > 1
+
+
+def test_scale_invariant():
+    frames = {tf: sample_candles("SOLUSDT", tf, tail=1500) for tf in ("1h", "4h")}
+    small = {tf: scaled(f) for tf, f in frames.items()}
+    assert analyze_mtf(frames, entry_timeframe="1h") == analyze_mtf(small, entry_timeframe="1h")
