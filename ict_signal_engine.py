@@ -1317,13 +1317,13 @@ def signal_at(
             symbol=symbol,
             timeframe=prep.timeframe,
             direction=TradeDirection.LONG if d is Direction.BULLISH else TradeDirection.SHORT,
-            entry=float(plan.entry),
-            entry_low=float(plan.low),
-            entry_high=float(plan.high),
-            sl=float(sl),
-            tp1=float(tps[0]),
-            tp2=float(tps[1]),
-            tp3=float(tps[2]),
+            entry=_price(plan.entry),
+            entry_low=_price(plan.low),
+            entry_high=_price(plan.high),
+            sl=_price(sl),
+            tp1=_price(tps[0]),
+            tp2=_price(tps[1]),
+            tp3=_price(tps[2]),
             time=time,
             rule_confidence=min(100.0, confidence),
             confidence_breakdown=breakdown,
@@ -1346,6 +1346,12 @@ def signal_at(
             unavailable=prep.unavailable,
         )
         return result, snap
+
+
+def _price(value: float) -> float:
+    """A computed price rounded to 10 significant digits (monotonic, so the zone order survives; no float noise
+    such as 1952.8079000000002 in the JSON)."""
+    return float(f"{float(value):.10g}")
 
 
 def _bias_name(b: Direction | None) -> str:

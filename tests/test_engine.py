@@ -164,3 +164,22 @@ def test_htf_bias_matches_mtf_analyzer(symbol, tf, htfs):
         mtf = analyze_mtf(prep.frames, entry_timeframe=tf)
         result, _ = eng.signal_at(prep, -1, symbol=symbol)
         assert dict(result.bias[1:]) == {b.timeframe: b.bias.value for b in mtf.higher}
+
+
+def test_engine_signals_cannot_be_broken_afterwards():
+    frames = real_frames("BTCUSDT", "1h", ("4h", "1d"), n=3000)
+    prep = eng.prepare(frames, timeframe="1h")
+    signal = next(
+        r for k in range(2999, 2000, -1) if isinstance(r := eng.signal_at(prep, k, symbol="BTCUSDT")[0], Signal)
+    )
+    s = signal.direction.sign
+    for broken in (
+        {"sl": signal.entry + s * signal.risk},  # stop on the wrong side
+        {"tp2": signal.tp1 - s * 1e-6 * signal.entry},  # targets out of order
+        {"tp3": math.nan},
+        {"rule_confidence": 101.0},
+        {"features": (("risk_atr", math.inf),)},
+    ):
+        with pytest.raises(ValueError):
+            dataclasses.replace(signal, **broken)
+    assert all(len(repr(v)) < 20 for v in (signal.entry, signal.sl, signal.tp1, signal.tp2, signal.tp3))
