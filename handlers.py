@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.constants import ChatType
+from telegram.constants import ChatAction, ChatType
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
 import glossary
@@ -245,6 +245,7 @@ async def run_signal(update: Update, context: Ctx, symbol: str, timeframe: str) 
     market = svc.require("market")
     md = optional_module("market_data")
     market_errors: tuple[type[BaseException], ...] = (md.MarketDataError,) if md else ()
+    await svc.sender.action(chat_id, ChatAction.UPLOAD_PHOTO)  # "sending a photo…" while the analysis runs
     try:
         symbol = await asyncio.to_thread(market.validate_symbol, symbol)
         kwargs: dict[str, Any] = {"predictor": svc.predictor}
@@ -846,6 +847,7 @@ async def on_unknown_command(update: Update, context: Ctx) -> None:
 
 
 async def on_text(update: Update, context: Ctx) -> None:
+    """Anything that is not a command (text, photos, stickers, voice...) in a private chat: one hint line."""
     message = update.effective_message
     if message is None or message.chat.type != ChatType.PRIVATE:
         return
@@ -872,7 +874,7 @@ def command_table() -> tuple[CommandSpec, ...]:
     import admin_module
 
     user = (
-        CommandSpec("start", cmd_start, "/start", "welcome, subscribe to signals"),
+        CommandSpec("start", cmd_start, "/start", "welcome, subscribe to signals", max_args=None),  # deep-link payload
         CommandSpec("help", cmd_help, "/help", "this list"),
         CommandSpec(
             "signal",
@@ -947,5 +949,5 @@ def register(application: Application) -> tuple[CommandSpec, ...]:
     application.add_handler(CallbackQueryHandler(on_callback))
     application.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE, on_edited))
     application.add_handler(MessageHandler(new_messages & filters.COMMAND, on_unknown_command))
-    application.add_handler(MessageHandler(new_messages & filters.TEXT & ~filters.COMMAND, on_text))
+    application.add_handler(MessageHandler(new_messages & ~filters.COMMAND, on_text))  # text, photos, stickers...
     return table

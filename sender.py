@@ -246,6 +246,13 @@ class Sender:
         except AttributeError:  # edit_message_text returns True for inline messages: no message id
             return SendResult(Delivery.SENT)
 
+    async def action(self, chat_id: int, action: str) -> None:
+        """Show a chat action ("typing", "sending a photo") while work runs; best effort, never raises."""
+        try:
+            await self.bot.send_chat_action(chat_id, action)
+        except Exception as exc:
+            logger.debug("chat action for %s failed: %s", chat_id, exc)
+
     async def document(self, chat_id: int, data: bytes, filename: str, caption_html: str = "") -> SendResult:
         return await self._call(
             chat_id,

@@ -139,6 +139,7 @@ async def test_help_lists_every_command_with_usage_admin_sees_admin_section(tg, 
         ("/settings tf 9y", "is not a timeframe"),
         ("/nosuchcommand", "Unknown command"),
         ("hello bot", "I understand commands"),
+        ("/start ref-campaign-42", "Welcome"),  # a deep-link payload is accepted
         ("/signal " + "\x00\x01binary" * 3, "is not a Binance symbol"),
         ("/signal " + "A" * 5000, "is not a Binance symbol"),
     ],
@@ -148,7 +149,7 @@ async def test_bad_input_gets_one_clear_line_with_an_example(tg, bot, text, expe
     call = await tg.wait_for("sendMessage", chat_id=USER)
     assert expected in call.text
     assert "Traceback" not in call.text
-    if expected not in ("I understand commands", "Unknown command"):
+    if expected not in ("I understand commands", "Unknown command", "Welcome"):
         assert "Example: /" in call.text or "Usage:" in call.text
     assert len(call.text) < 1000  # a huge argument is never echoed back in full
 
@@ -491,3 +492,15 @@ async def test_outbox_left_by_a_killed_process_is_delivered_after_restart(tg, tm
             await asyncio.sleep(0.02)
             counts = app.bot_data["services"].store.outbox_counts()
         assert (counts.pending, counts.sent, counts.failed) == (0, 2, 0)
+
+
+async def test_non_text_messages_get_a_hint_in_private_and_silence_in_groups(tg, bot):
+    for chat_type, chat_id in (("private", USER), ("group", -4242)):
+        message = tg.message("x", user_id=USER, chat_id=chat_id, chat_type=chat_type)
+        del message["text"]
+        message["location"] = {"latitude": 51.5, "longitude": -0.12}
+        tg._push({"message": message})
+    call = await tg.wait_for("sendMessage", chat_id=USER)
+    assert "I understand commands" in call.text
+    await asyncio.sleep(0.2)
+    assert not tg.calls(chat_id=-4242)
