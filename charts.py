@@ -94,7 +94,9 @@ def _draw_candles(ax, window: pd.DataFrame) -> None:
     ax.add_collection(PolyCollection(boxes, facecolors=colours, edgecolors=colours, linewidths=0.5, zorder=3))
     ticks = np.linspace(0, len(window) - 1, min(6, len(window))).astype(int)
     ax.set_xticks(ticks)
-    ax.set_xticklabels([window.index[i].strftime("%m-%d %H:%M") for i in ticks], fontsize=11)
+    daily = len(window) > 1 and window.index[1] - window.index[0] >= pd.Timedelta(days=1)
+    fmt = "%Y-%m-%d" if daily else "%m-%d %H:%M"
+    ax.set_xticklabels([window.index[i].strftime(fmt) for i in ticks], fontsize=11)
     ax.tick_params(axis="y", labelsize=11, labelright=True, labelleft=False)
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: format_price(v)))
     ax.grid(True, linestyle=":", color="#d0d0d0", zorder=0)

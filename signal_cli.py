@@ -9,6 +9,7 @@ Exit status: 0 success, 2 bad symbol/timeframe/time (one line on stderr), 1 mark
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -64,6 +65,10 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     except (_BadInput, ValueError, md.MarketDataError) as exc:
         print(f"signal: {exc}", file=sys.stderr)
         return 2
+    if at is not None and settings.market_data == "sample" and hasattr(settings, "sample_start"):
+        # the sample source's "now" is a replay clock: start it at --at, so "the data available then" is exactly
+        # the candles closed by TIME (a Binance "now" is the real one, and --at is in the past)
+        settings = dataclasses.replace(settings, sample_start=at.to_pydatetime(), sample_speed=0.0)
     try:
         market = md.create_market_data(settings)
         symbol = market.validate_symbol(symbol)

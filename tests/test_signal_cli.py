@@ -46,6 +46,12 @@ def test_json_at_a_time_with_chart(tmp_path):
     assert chart.read_bytes().startswith(b"\x89PNG")
 
 
+def test_at_after_the_sample_clock_start_is_honoured(tmp_path):
+    proc = run("BTCUSDT", "15m", "--at", "2026-06-01T10:07:00+00:00", "--json", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["time"] == "2026-06-01T10:00:00Z"
+
+
 def test_text_output(tmp_path):
     proc = run("btcusdt", "1h", "--at", "2026-03-01", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
