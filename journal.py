@@ -24,10 +24,11 @@ backtest uses the same class with its own file. A corrupt journal is quarantined
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,6 +201,8 @@ class Journal:
         self.stats_path = Path(stats_path) if stats_path else path.with_name(default_stats)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.RLock()
+        self._batch_depth = 0
+        self._dirty = False
         loaded = load_json(self.path, default=list, validate=_validate)
         self._records: list[dict[str, Any]] = loaded.data
         self._index = {r["id"]: i for i, r in enumerate(self._records)}
@@ -299,7 +302,23 @@ class Journal:
         self.rebuilt = True
         logger.warning("journal %s rebuilt from %s: %d records", self.path, db, len(self._records))
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[Journal]:
+        """Group several changes into one write (at the end of the block); nests."""
+        with self._lock:
+            self._batch_depth += 1
+            try:
+                yield self
+            finally:
+                self._batch_depth -= 1
+                if self._batch_depth == 0 and self._dirty:
+                    self._dirty = False
+                    self._save()
+
     def _save(self) -> None:
+        if self._batch_depth:
+            self._dirty = True
+            return
         atomic_write_json(self.path, {"version": FORMAT_VERSION, "records": self._records})
         self._save_stats()
 

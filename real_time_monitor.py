@@ -21,6 +21,7 @@ the milestone, saying the analysis was unavailable).
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 from collections import defaultdict
@@ -243,20 +244,29 @@ def _recommendation_text(position: Position, event: PositionEvent, evaluate_80: 
 
 
 def sync_journal(store: PositionStore, journal: Any) -> int:
-    """Record every closed, not yet journaled position's outcome in the journal; returns how many."""
-    done = 0
-    for p in store.unjournaled_closed():
-        if p.outcome is None:
-            store.mark_journaled(p.id)
-            continue
-        try:
-            journal.record_outcome(p.signal_id, p.outcome, signal_json=store.signal_json(p.id))
-        except Exception:
-            logger.exception("journal: outcome of position %s not recorded (retried next tick)", p.id)
-            continue
-        store.mark_journaled(p.id)
-        done += 1
-    return done
+    """Record every closed, not yet journaled position's outcome in the journal (one write); returns how many.
+
+    The positions are flagged ``journaled`` only after the journal write, so a kill in between repeats the
+    (idempotent) recording on the next tick.
+    """
+    pending = store.unjournaled_closed()
+    if not pending:
+        return 0
+    done: list[int] = []
+    batch = journal.batch() if hasattr(journal, "batch") else contextlib.nullcontext()
+    try:
+        with batch:
+            for p in pending:
+                if p.outcome is not None:
+                    journal.record_outcome(p.signal_id, p.outcome, signal_json=store.signal_json(p.id))
+                done.append(p.id)
+    except Exception:
+        logger.exception("journal: outcomes not recorded (retried next tick)")
+        return 0
+    with store.transaction():
+        for position_id in done:
+            store.mark_journaled(position_id)
+    return sum(1 for p in pending if p.outcome is not None)
 
 
 def close_and_journal(store: PositionStore, journal: Any, position_id: int, price: float, at: datetime) -> Position:

@@ -153,3 +153,14 @@ def test_journal_formatting_escapes_and_limits(tmp_path):
     assert "#7" in full
     assert "No tracked signals" in format_journal_html([], n=5)
     assert "No tracked signals" in format_stats_html(compute_stats([]))
+
+
+def test_batch_writes_once_at_the_end(tmp_path):
+    j = Journal(tmp_path)
+    path = tmp_path / "trading_journal.json"
+    with j.batch():
+        j.record_signal(make_signal())
+        j.record_signal(make_signal(timeframe="4h"))
+        assert not path.exists() or json.loads(path.read_text())["records"] == []
+    assert len(json.loads(path.read_text())["records"]) == 2
+    assert json.loads((tmp_path / "bot_stats.json").read_text())["overall"]["signals"] == 2
