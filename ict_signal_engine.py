@@ -247,8 +247,9 @@ class DetectorSpec:
     """One registry row: ``module.function(candles, **options(config, done))`` over a whole frame.
 
     ``done`` maps the names of the rows already run on the same frame to their results, so a detector can be given
-    the objects it would otherwise recompute (structure events, order blocks, candle tables, ...). A failed row is
-    absent from ``done``; detectors then compute what they need themselves.
+    the objects it would otherwise recompute (structure events, order blocks, candle tables, ...), and
+    ``"timeframe"`` to the frame's interval. A failed row is absent from ``done``; detectors then compute what they
+    need themselves.
     ``higher``: also run on the higher-timeframe frames (structure and liquidity are read there too): True = all of
     them, an int n = the first (nearest) n.
     """
@@ -269,6 +270,13 @@ def _spec(
     name: str, module: str, function: str, options: Options | None = None, *, higher: bool | int = False
 ) -> DetectorSpec:
     return DetectorSpec(name, f"ict_modules.{module}", function, options or _no_options, higher)
+
+
+def _period_pools(timeframe: str) -> dict[str, bool]:
+    """Previous day/week pools only below those periods (on daily candles the "previous day high" is just the
+    previous candle's high)."""
+    rank = INTERVALS.index(timeframe)
+    return {"previous_day": rank < INTERVALS.index("1d"), "previous_week": rank < INTERVALS.index("1w")}
 
 
 def _given(done: Mapping[str, Any], **names: str) -> dict[str, Any]:
@@ -297,7 +305,7 @@ REGISTRY: tuple[DetectorSpec, ...] = (
         "liquidity_map",
         "liquidity_map",
         "detect_liquidity",
-        lambda cfg, done: {"swing_length": cfg.swing_length},
+        lambda cfg, done: {"swing_length": cfg.swing_length, **_period_pools(done["timeframe"])},
         higher=1,  # the nearest higher timeframe's pools are targets too
     ),
     _spec(
@@ -389,7 +397,7 @@ def run_registry(
             continue
         for tf in _frames_for(spec, list(frames)):
             try:
-                done = {name: value for (name, t), value in raw.items() if t == tf}
+                done = {"timeframe": tf, **{name: value for (name, t), value in raw.items() if t == tf}}
                 raw[(spec.name, tf)] = _in_confirmation_order(spec.run(module, frames[tf], config, done))
             except Exception:  # a broken detector must not take the engine down
                 logger.exception("detector %s failed on %s; skipped", spec.name, tf)
