@@ -119,3 +119,10 @@ def test_given_swings_as_objects_or_pivots():
     want = detect_breaker_blocks(candles)
     assert detect_breaker_blocks(candles, swings=objects) == want
     assert detect_breaker_blocks(candles, swings=Pivots.of(candles, 10)) == want
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 8, 30])
+def test_short_frames(k):
+    frame = sample_candles("BTCUSDT", "1d", tail=40).iloc[:k]
+    found = detect_breaker_blocks(frame)
+    assert isinstance(found, list) and all(x.confirmed_at < k for x in found)

@@ -185,3 +185,10 @@ def test_precomputed_inputs_give_the_same_models():
     )
     assert given == detect_entry_models(candles)
     assert detect_entry_models(candles, events=structure_arrays(candles, level="internal")) == given
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 8, 30])
+def test_short_frames(k):
+    frame = sample_candles("BTCUSDT", "1d", tail=40).iloc[:k]
+    found = detect_entry_models(frame)
+    assert isinstance(found, list) and all(x.confirmed_at < k for x in found)

@@ -184,3 +184,11 @@ def test_scale_invariant():
             dataclasses.replace(e, swing_price=0.0) for e in b
         ]
         assert any(e.kind is MSS for e in a)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 8, 30])
+def test_short_frames(k):
+    frame = sample_candles("BTCUSDT", "1d", tail=40).iloc[:k]
+    found = detect_market_structure(frame, level="internal")
+    assert isinstance(found, list) and all(x.confirmed_at < k for x in found)
+    assert len(trend_array(frame, level="internal")) == k

@@ -144,3 +144,10 @@ def test_scale_invariant():
     a, b = detect_order_blocks(frame), detect_order_blocks(scaled(frame))
     assert [strip(x) for x in a] == [strip(x) for x in b]
     assert [x.relative_volume for x in a] == pytest.approx([x.relative_volume for x in b])
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 8, 30])
+def test_short_frames(k):
+    frame = sample_candles("BTCUSDT", "1d", tail=40).iloc[:k]
+    found = detect_order_blocks(frame)
+    assert isinstance(found, list) and all(x.confirmed_at < k for x in found)

@@ -160,3 +160,10 @@ def test_precomputed_sources_give_the_same_zones():
         whales=detect_whale_blocks(frame),
     )
     assert given == detect_smz(frame)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 8, 30])
+def test_short_frames(k):
+    frame = sample_candles("BTCUSDT", "1d", tail=40).iloc[:k]
+    found = detect_smz(frame)
+    assert isinstance(found, list) and all(x.confirmed_at < k for x in found)
