@@ -133,3 +133,28 @@ def test_no_trade_lists_reasons():
 )
 def test_price_by_magnitude(price, text):
     assert format_price(price) == text
+
+
+def test_html_uses_only_balanced_telegram_tags():
+    from html.parser import HTMLParser
+
+    class Check(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.stack = []
+
+        def handle_starttag(self, tag, attrs):
+            assert tag in ("b", "i", "code") and not attrs
+            self.stack.append(tag)
+
+        def handle_endtag(self, tag):
+            assert self.stack and self.stack.pop() == tag
+
+    hostile = signal(symbol=HOSTILE, components=(Component("fvg", HOSTILE + "</i>"),))
+    nt = NoTrade(HOSTILE, "1h", T, ("a <i>b", "c & d"), unavailable=("fvg",))
+    for result in (signal(), hostile, nt):
+        for render in (format_signal_html, format_signal_details_html):
+            checker = Check()
+            checker.feed(render(result, "UTC"))
+            checker.close()
+            assert checker.stack == []
