@@ -786,6 +786,17 @@ async def guarded_call(update: Update, context: Ctx, call: Callable[[], Awaitabl
         await reply(update, context, f"ℹ️ {escape(exc)}")
 
 
+async def admitted(update: Update, context: Ctx, what: str) -> bool:
+    """The private-bot check (ALLOWED_USER_IDS; admins always pass): refuse, log the user id, return False."""
+    user = update.effective_user
+    user_id = user.id if user else None
+    if get_services(context).settings.is_allowed(user_id):
+        return True
+    logger.warning("refused %s from user %s (not in ALLOWED_USER_IDS)", what, user_id)
+    await reply(update, context, "⛔ This bot is private. Ask its owner for access.")
+    return False
+
+
 def guard(spec: CommandSpec) -> Callback:
     """Wrap a command: private-bot check, admin check, argument count, rate limit, friendly errors."""
 
@@ -793,9 +804,7 @@ def guard(spec: CommandSpec) -> Callback:
         svc = get_services(context)
         user = update.effective_user
         user_id = user.id if user else None
-        if not svc.settings.is_allowed(user_id):
-            logger.warning("refused /%s from user %s (not in ALLOWED_USER_IDS)", spec.name, user_id)
-            await reply(update, context, "⛔ This bot is private. Ask its owner for access.")
+        if not await admitted(update, context, f"/{spec.name}"):
             return
         is_admin = svc.settings.is_admin(user_id)
         if spec.admin and not is_admin:
@@ -843,6 +852,8 @@ async def on_unknown_command(update: Update, context: Ctx) -> None:
         return  # addressed to another bot in a group
     if not target and message.chat.type != ChatType.PRIVATE:
         return  # a bare unknown command in a group may be for another bot
+    if not await admitted(update, context, f"unknown command /{name[:32]}"):
+        return
     await reply(update, context, f"❓ Unknown command /{shown(name)}. Send /help for the list, e.g. /signal BTCUSDT 1h")
 
 
@@ -851,12 +862,16 @@ async def on_text(update: Update, context: Ctx) -> None:
     message = update.effective_message
     if message is None or message.chat.type != ChatType.PRIVATE:
         return
+    if not await admitted(update, context, "a plain message"):
+        return
     await reply(update, context, "I understand commands. Try /signal BTCUSDT 1h, or /help for the list.")
 
 
 async def on_edited(update: Update, context: Ctx) -> None:
     message = update.edited_message
     if message is None or not (message.text or "").startswith("/") or message.chat.type != ChatType.PRIVATE:
+        return
+    if not await admitted(update, context, "an edited command"):
         return
     await reply(
         update,

@@ -248,9 +248,10 @@ async def test_settings_buttons_persist_across_restart(tg, tmp_path):
 
 async def test_private_bot_refuses_strangers(tg, tmp_path):
     async with run_bot(tg, tmp_path, allowed_user_ids=frozenset({USER})):
-        tg.send_message("/help", user_id=OTHER)
-        call = await tg.wait_for("sendMessage", chat_id=OTHER)
-        assert "private" in call.text
+        for text in ("/help", "/signal BTCUSDT", "/nosuch", "hello"):
+            tg.send_message(text, user_id=OTHER)
+        await tg.wait_for("sendMessage", chat_id=OTHER, count=4)
+        assert all("private" in c.text for c in tg.calls("sendMessage", chat_id=OTHER))
         tg.send_message("/help", user_id=USER)
         assert "commands" in (await tg.wait_for("sendMessage", chat_id=USER)).text
         tg.send_message("/help", user_id=ADMIN)  # admins are always allowed
