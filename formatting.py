@@ -139,8 +139,13 @@ def format_signal_html(result: SignalResult, tz: tzinfo | str | None = None, *, 
         while len(text) > CAPTION_LIMIT and comps:
             comps.pop()
             text = "\n".join([head, *rows, *(["<i>Key components</i>", *comps] if comps else [])])
-    if len(text) > CAPTION_LIMIT:  # hostile or absurdly long input: cut at a line boundary
-        text = text[: CAPTION_LIMIT - 1].rsplit("\n", 1)[0]
+    if len(text) > CAPTION_LIMIT:  # hostile or absurdly long input: whole lines only (each line's tags balance)
+        kept = []
+        for line in text.split("\n"):
+            if sum(len(k) + 1 for k in kept) + len(line) > CAPTION_LIMIT:
+                break
+            kept.append(line)
+        text = "\n".join(kept) or "…"
     return text
 
 

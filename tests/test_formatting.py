@@ -75,7 +75,12 @@ def test_short_form_fits_a_caption_even_with_many_components():
     out = format_signal_html(signal(components=many), "UTC")
     assert len(out) <= CAPTION_LIMIT
     assert "TP3" in out and "Confidence" in out
-    assert len(format_signal_html(signal(symbol="X" * 3000), "UTC")) <= CAPTION_LIMIT
+    long_symbol = format_signal_html(signal(symbol="X" * 3000), "UTC")
+    assert (
+        len(long_symbol) <= CAPTION_LIMIT
+        and "XXXX" not in long_symbol
+        and long_symbol.count("<b>") == long_symbol.count("</b>")
+    )
 
 
 def test_signal_content():
