@@ -183,3 +183,17 @@ def test_engine_signals_cannot_be_broken_afterwards():
         with pytest.raises(ValueError):
             dataclasses.replace(signal, **broken)
     assert all(len(repr(v)) < 20 for v in (signal.entry, signal.sl, signal.tp1, signal.tp2, signal.tp3))
+
+
+def test_a_real_detector_that_raises_is_skipped_and_named(monkeypatch, caplog):
+    import ict_modules.fvg_detector as fvg_detector
+
+    def explode(*args, **kwargs):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(fvg_detector, "detect_fvgs", explode)
+    frames = real_frames("BTCUSDT", "1h", ("4h", "1d"), n=500)
+    result = eng.generate_signal(frames, symbol="BTCUSDT", timeframe="1h")
+    assert "fvg" in result.unavailable
+    assert "detector fvg failed" in caplog.text and "boom" in caplog.text
+    assert result.bias[0][0] == "1h"  # the rest of the pipeline ran
