@@ -59,9 +59,13 @@ def pivot_mask(values: np.ndarray, *, left: int, right: int, highs: bool) -> np.
     x = values if highs else -values
     centre = x[left : n - right]
     m = len(centre)
-    ok = centre > _window_max(x, 0, left, m)
-    if right:
-        ok &= centre >= _window_max(x, left + 1, right, m)
+    if left == right:  # one pass of window maxima serves both sides
+        window = _window_max(x, 0, left, m + left + 1)
+        ok = (centre > window[:m]) & (centre >= window[left + 1 :])
+    else:
+        ok = centre > _window_max(x, 0, left, m)
+        if right:
+            ok &= centre >= _window_max(x, left + 1, right, m)
     mask[left : n - right] = ok
     return mask
 
