@@ -59,6 +59,7 @@ def test_nothing_to_find():
     rally = [(100 + k, 102.5 + k, 99.5 + k, 102 + k) for k in range(20)]
     assert detect_fvgs(make_candles(rally)) == []
     assert detect_fvgs(make_candles(QUIET[:2])) == []
+    assert detect_fvgs(make_candles(QUIET).iloc[:0]) == []
 
 
 def test_exactly_touching_is_not_a_gap():

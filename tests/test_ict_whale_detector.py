@@ -55,6 +55,7 @@ def test_absorption(bar, direction):
 
 def test_nothing_to_find():
     assert detect_whale_blocks(make_candles(QUIET)) == []
+    assert detect_whale_blocks(make_candles(QUIET).iloc[:0]) == []
     # a big candle on ordinary volume is no whale
     assert detect_whale_blocks(make_candles([*QUIET, (100.0, 104.2, 99.8, 104.0, 110.0)])) == []
     # huge volume on a medium candle (neither a big body nor a small range) is no whale either

@@ -114,6 +114,7 @@ def test_nothing_to_find():
     kl = detect_key_levels(flat, periods=[])
     assert kl == KeyLevels((), ())  # open == previous close: no gap; no periods asked
     assert detect_key_levels(hourly([FLAT] * 20)).levels == ()  # no period completed
+    assert detect_key_levels(flat.iloc[:0]) == KeyLevels((), ())
     tick = gap_rows(100.0, 100.001)  # a one-tick gap is below the default 0.01 ATR
     assert detect_key_levels(hourly(tick, start="2024-01-02")).gaps == ()
     assert len(detect_key_levels(hourly(tick, start="2024-01-02"), min_gap_atr=0).gaps) == 1

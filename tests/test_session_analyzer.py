@@ -91,6 +91,7 @@ def test_nothing_to_find_and_unfinished_session():
     quiet_hours = hourly("2024-01-15 10:00", 2)  # 05:00-07:00 NY: no killzone
     a = detect_sessions(quiet_hours)
     assert a.ranges == () and not a.in_killzone().any() and len(a) == 2
+    assert len(detect_sessions(quiet_hours.iloc[:0])) == 0
     # London not yet over at the last candle (08:00 UTC closes at 09:00 UTC = 04:00 NY)
     partial = hourly("2024-01-15 06:00", 3)
     assert [s for s in detect_sessions(partial).labels()] == [None, Session.LONDON, Session.LONDON]

@@ -57,6 +57,7 @@ def test_gap_without_displacement_is_neither():
     assert detect_sibi_ssib(make_candles(rows)) == []
     assert detect_sibi_ssib(make_candles(mirror(rows))) == []
     assert detect_sibi_ssib(make_candles(QUIET * 3)) == []
+    assert detect_sibi_ssib(make_candles(QUIET).iloc[:0]) == []
 
 
 def test_leg_started_by_an_earlier_displacement():
