@@ -505,3 +505,14 @@ async def test_non_text_messages_get_a_hint_in_private_and_silence_in_groups(tg,
     assert "I understand commands" in call.text
     await asyncio.sleep(0.2)
     assert not tg.calls(chat_id=-4242)
+
+
+@needs_engine
+async def test_signal_without_timeframe_uses_the_users_setting(tg, bot):
+    tg.send_message("/settings tf 4h", user_id=USER)
+    await tg.wait_for("sendMessage", chat_id=USER)
+    tg.send_message("/signal btc/usdt", user_id=USER)
+    call = await tg.wait_for(("sendPhoto", "sendMessage"), chat_id=USER, count=2, within=60)
+    assert "BTCUSDT 4h" in call.text
+    assert any(b[1] == "sig|r|BTCUSDT|4h" for b in call.buttons())
+    assert tg.calls("sendChatAction", chat_id=USER)  # "sending a photo…" while the analysis ran
