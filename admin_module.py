@@ -35,6 +35,7 @@ from services import Services, get_services, optional_module
 logger = logging.getLogger(__name__)
 
 MAX_BROADCAST_CHARS = 3500
+MAX_DOCUMENT_BYTES = 49 * 1024 * 1024  # Telegram bots may upload documents up to 50 MB
 BACKUP_PATTERNS = ("positions.db", "*.json", "*.pkl")
 
 
@@ -182,6 +183,14 @@ async def cmd_backup(update: Update, context: Ctx) -> None:
     if chat_id is None:
         return
     data = await asyncio.to_thread(make_backup, svc.data_dir)
+    if len(data) > MAX_DOCUMENT_BYTES:
+        await reply(
+            update,
+            context,
+            f"⚠️ The backup is {len(data) / 1e6:.0f} MB, over Telegram's 50 MB limit for bots; "
+            f"copy {escape(str(svc.data_dir))} on the server instead.",
+        )
+        return
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
     await svc.sender.document(chat_id, data, f"ict-bot-backup-{stamp}.zip", "💾 Data stores backup")
 
