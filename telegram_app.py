@@ -471,6 +471,9 @@ async def serve(settings: Settings) -> int:
     except NetworkError as exc:
         say(f"cannot reach the Telegram Bot API ({redact(str(exc), settings.telegram_bot_token)})")
         return 1
+    except OSError as exc:  # e.g. BOT_DATA_DIR not writable
+        say(f"cannot start: {exc}")
+        return 1
     fatal = application.bot_data.get("fatal")
     if fatal:
         say(f"stopped: {fatal}")
