@@ -298,3 +298,6 @@ def main(args: Any, settings: Settings) -> int:
         return asyncio.run(run_console(settings, None, sys.stdout, interactive=interactive))
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # e.g. BOT_DATA_DIR not writable
+        print(f"cannot start console mode: {exc}", file=sys.stderr)
+        return 1
