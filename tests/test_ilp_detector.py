@@ -81,6 +81,7 @@ def test_causal_on_real_candles(symbol, interval):
     full = detect_internal_liquidity(candles)
     assert {p.kind for p in full} == {ILPKind.IBSL, ILPKind.ISSL}
     assert all(p.range_low < p.price < p.range_high for p in full)
+    assert detect_internal_liquidity(candles, ranges=detect_dealing_ranges(candles)) == full
     for k in cut_points(len(candles)):
         assert detect_internal_liquidity(candles.iloc[:k]) == known_at(full, k - 1)
 
