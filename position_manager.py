@@ -234,9 +234,15 @@ class Position:
         recipients: Sequence[int] = (),
         *,
         expiry_candles: int = PENDING_EXPIRY_CANDLES,
+        start: datetime | None = None,
     ) -> Position:
-        """A new position for ``signal``: OPEN at ``entry`` for a market entry, else PENDING (limit at ``entry``)."""
+        """A new position for ``signal``: OPEN at ``entry`` for a market entry, else PENDING (limit at ``entry``).
+
+        ``start``: when tracking begins (the live bot: the moment the signal was sent, which can be minutes after
+        the analysed candle closed); candles opening before it are not applied. Default: the signal time.
+        """
         opened = signal.time.astimezone(UTC)
+        first = max(opened, _utc(start)) if start is not None else opened
         market = signal.entry_low == signal.entry_high
         return cls(
             id=0,
@@ -255,7 +261,7 @@ class Position:
             state=PositionState.OPEN if market else PositionState.PENDING,
             opened_at=opened,
             expires_at=None if market else opened + expiry_candles * _as_timedelta(signal.timeframe),
-            last_checked=opened,
+            last_checked=first,
             filled_at=opened if market else None,
             fill_price=signal.entry if market else None,
             recipients=tuple(dict.fromkeys(int(c) for c in recipients)),

@@ -107,7 +107,7 @@ def track_signal(
         existing = store.get_by_signal(signal.id)
         if existing is not None:
             return TrackResult(existing, False, 0)
-        position = store.add(Position.from_signal(signal, recipients=chats), signal=signal)
+        position = store.add(Position.from_signal(signal, recipients=chats, start=moment), signal=signal)
         if notify:
             for chat in chats:
                 key = f"signal:{signal.id}:{chat}"

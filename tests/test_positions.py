@@ -323,3 +323,13 @@ def test_corrupt_database_is_kept_aside_and_started_empty(tmp_path, caplog):
     store.subscribe(1)
     store.close()
     assert PositionStore(path).subscribers() == [1]
+
+
+def test_tracking_starts_when_the_signal_is_sent():
+    sent = T0 + timedelta(minutes=14, seconds=30)
+    p = Position.from_signal(make_signal(market=True), start=sent)
+    assert p.opened_at == T0 and p.last_checked == sent
+    # the stop was touched before the signal was sent: not applied
+    p, events = walk(p, [(100, 100, 94, 99)] * 15 + [(99, 101, 98, 100)])
+    assert p.state is PositionState.OPEN and events == []
+    assert Position.from_signal(make_signal(), start=T0 - timedelta(hours=1)).last_checked == T0
