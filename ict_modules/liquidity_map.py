@@ -47,6 +47,7 @@ from .swing_points import pivot_mask
 logger = logging.getLogger(__name__)
 
 NS_PER_DAY = 86_400 * 10**9
+MAX_PAIRS = 2_000_000  # candidate pairs of the vectorised equal-level search before it falls back to a loop
 
 
 class LiquiditySide(StrEnum):
@@ -221,6 +222,8 @@ def _equal_clusters(idx: np.ndarray, price: np.ndarray, taken: np.ndarray, tol: 
     hi = np.searchsorted(sorted_price, price + tol, side="right")
     counts = hi - lo
     total = int(counts.sum())
+    if total > MAX_PAIRS:  # a huge tolerance: the loop keeps memory bounded
+        return _equal_clusters_stack(idx, price, taken, tol)
     j_of = np.repeat(np.arange(m), counts)
     i_of = order[lo[j_of] + np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)]
     ok = (i_of < j_of) & (resting_until[i_of] >= idx[j_of])
@@ -231,6 +234,36 @@ def _equal_clusters(idx: np.ndarray, price: np.ndarray, taken: np.ndarray, tol: 
     i_of, j_of = i_of[srt], j_of[srt]
     js, starts = np.unique(j_of, return_index=True)
     return [(*g.tolist(), j) for g, j in zip(np.split(i_of, starts[1:]), js.tolist(), strict=True)]
+
+
+def _equal_clusters_stack(
+    idx: np.ndarray, price: np.ndarray, taken: np.ndarray, tol: np.ndarray
+) -> list[tuple[int, ...]]:
+    """:func:`_equal_clusters` by a loop over a monotone stack of resting pivots (bounded memory).
+
+    Monotone stack of resting pivots: an older resting pivot is never lower than a younger one, and the
+    younger one is taken no later, so pivots taken before the current one are popped from the top.
+    """
+    clusters: list[tuple[int, ...]] = []
+    stack: list[int] = []
+    idx_l, price_l, taken_l, tol_l = idx.tolist(), price.tolist(), taken.tolist(), tol.tolist()
+    for j in range(len(idx_l)):
+        bar, p, t = idx_l[j], price_l[j], tol_l[j]
+        while stack and 0 <= taken_l[stack[-1]] < bar:
+            stack.pop()
+        members = []
+        for s in reversed(stack):
+            ps = price_l[s]
+            if ps > p + t:
+                break
+            if ps >= p - t:
+                members.append(s)
+        if members:
+            clusters.append((*sorted(members), j))
+        while stack and price_l[stack[-1]] < p:
+            stack.pop()
+        stack.append(j)
+    return clusters
 
 
 KINDS = tuple(PoolKind)

@@ -194,3 +194,15 @@ def test_level_search_edges_match_brute_force(n):
             tail = values[max(s, 0) :]
             hit = tail >= lv if inclusive else tail > lv
             assert g == (max(s, 0) + int(np.argmax(hit)) if hit.any() else -1)
+
+
+@pytest.mark.parametrize("tolerance", [0.1, 2.0])
+def test_equal_clusters_vectorised_equals_the_stack_loop(monkeypatch, tolerance):
+    import ict_modules.liquidity_map as lm
+
+    candles = sample_candles("ETHUSDT", "4h", tail=3000)
+    fast = detect_liquidity(candles, equal_tolerance_atr=tolerance)
+    monkeypatch.setattr(lm, "MAX_PAIRS", -1)  # force the bounded-memory loop
+    slow = detect_liquidity(candles, equal_tolerance_atr=tolerance)
+    assert fast == slow
+    assert len([p for p in fast if p.kind is PoolKind.EQUAL_HIGHS]) > 3
