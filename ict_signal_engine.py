@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -688,20 +689,15 @@ def _confirmed(obj: Any) -> int:
 # --------------------------------------------------------------------------------------------------------------
 # step 12 fallback: killzones from candle time (used only when session_analyzer is unavailable)
 
-_NY = None
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 def killzone_of(moment: pd.Timestamp) -> str:
-    """ICT killzone of ``moment`` in New York local time (DST-aware), or "".
+    """ICT killzone of ``moment`` in New York local time (DST-aware), or "" (the session_analyzer table).
 
     asia 20:00-24:00, london 02:00-05:00, ny_am 07:00-10:00, london_close 10:00-12:00, ny_pm 13:30-16:00.
     """
-    global _NY
-    if _NY is None:
-        from zoneinfo import ZoneInfo
-
-        _NY = ZoneInfo("America/New_York")
-    local = moment.tz_convert(_NY)
+    local = moment.tz_convert(NEW_YORK)
     minutes = local.hour * 60 + local.minute
     for name, start, end in (
         ("asia", 20 * 60, 24 * 60),
@@ -723,11 +719,11 @@ def _session_at(prep: Prepared, bar: int) -> str:
             return _session_from_detector(raw, bar)
         except Exception:
             logger.exception("session_analyzer output unreadable; using the engine's killzone table")
-    return killzone_of(pd.Timestamp(prep.close_ns[prep.timeframe][bar] - 1, tz="UTC"))
+    return killzone_of(prep.entry.index[bar])  # labelled by the candle's open time, as session_analyzer does
 
 
 def _session_from_detector(raw: Any, bar: int) -> str:
-    value = raw[bar] if not hasattr(raw, "iloc") else raw.iloc[bar]
+    value = raw[bar]  # session_analyzer.SessionAnalysis: Session or None per bar
     name = str(getattr(value, "value", value) or "").lower()
     return name if name in SESSIONS else ""
 
@@ -891,7 +887,7 @@ def snapshot_at(prep: Prepared, bar: int, config: EngineConfig) -> Snapshot:
             )
         ),
         displacements=displacements,
-        whales=_whales_at(_objects(raw.get(("whale", tf))), bar, config.recent_bars),
+        whales=_whales_at(raw.get(("whale", tf)), bar, config.recent_bars),
         entry_models=_entry_models_at(raw.get(("entry_models", tf)), bar, config.entry_model_max_age),
         ote=ote,
         dealing_range=dealing,
@@ -900,17 +896,6 @@ def snapshot_at(prep: Prepared, bar: int, config: EngineConfig) -> Snapshot:
         session=session,
         killzone=bool(session),
     )
-
-
-def _objects(raw: Any) -> Any:
-    """A detector's object list: the result itself, or its first list-valued attribute."""
-    if raw is None or isinstance(raw, list | tuple):
-        return raw
-    for name in ("zones", "blocks", "items", "objects", "events", "gaps"):
-        value = getattr(raw, name, None)
-        if isinstance(value, list | tuple):
-            return value
-    return raw
 
 
 # --------------------------------------------------------------------------------------------------------------
