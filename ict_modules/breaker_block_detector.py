@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .core import Direction
-from .market_structure import Pivots, StructureLevel, candle_tables, first_beyond, level_lengths
+from .market_structure import Pivots, StructureLevel, candle_tables, first_beyond_sided, level_lengths
 from .order_block_detector import OrderBlock, ZoneState, detect_order_blocks, zone_states
 from .swing_points import SwingPoint
 
@@ -132,10 +132,8 @@ def detect_breaker_blocks(
     prior = np.where(was_bull, high_prices[hi_pos], low_prices[lo_pos])
     has_prior = ~np.isnan(prior)
     thr = np.where(has_prior, prior, 0.0)
-    first = np.where(
-        was_bull,
-        first_beyond(tables["high_max"], end + 1, thr, above=True),
-        first_beyond(tables["low_min"], end + 1, thr, above=False),
+    first = first_beyond_sided(
+        was_bull, end + 1, (tables["high_max"], thr, True, True), (tables["low_min"], thr, False, True)
     )
     swept = has_prior & (first < fail)
 

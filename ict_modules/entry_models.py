@@ -45,7 +45,7 @@ from .market_structure import (
     StructureEvent,
     StructureLevel,
     candle_tables,
-    first_beyond,
+    first_beyond_sided,
     level_lengths,
     range_argextreme,
     structure_arrays,
@@ -165,10 +165,8 @@ def _ote_pullbacks(setups: Sequence[OTESetup], trend: np.ndarray, tables: dict, 
     bull = np.array([s.direction is Direction.BULLISH for s in rows])
     conf = np.array([s.confirmed_at for s in rows], dtype=np.int64)
     leg_end = np.array([s.leg_high if s.direction is Direction.BULLISH else s.leg_low for s in rows])
-    beyond_end = np.where(
-        bull,
-        first_beyond(tables["high_max"], conf + 1, leg_end, above=True),
-        first_beyond(tables["low_min"], conf + 1, leg_end, above=False),
+    beyond_end = first_beyond_sided(
+        bull, conf + 1, (tables["high_max"], leg_end, True, True), (tables["low_min"], leg_end, False, True)
     )
     out = []
     for s, end in zip(rows, beyond_end.tolist(), strict=True):
@@ -294,15 +292,11 @@ def detect_entry_models(
     stop = np.array([r[5] for r in rows], dtype=np.float64)
     conf = np.array([r[8] for r in rows], dtype=np.int64)
     start = conf + 1
-    trig = np.where(
-        bull,
-        first_beyond(tables["low_min"], start, top, above=False, strict=False),
-        first_beyond(tables["high_max"], start, bottom, above=True, strict=False),
+    trig = first_beyond_sided(
+        bull, start, (tables["low_min"], top, False, False), (tables["high_max"], bottom, True, False)
     )
-    inval = np.where(
-        bull,
-        first_beyond(tables["close_min"], start, stop, above=False),
-        first_beyond(tables["close_max"], start, stop, above=True),
+    inval = first_beyond_sided(
+        bull, start, (tables["close_min"], stop, False, True), (tables["close_max"], stop, True, True)
     )
     expire = np.minimum(conf + max_age, np.array([r[9] for r in rows], dtype=np.int64))
     expired = (expire < np.minimum(trig, inval)) & (expire < n)

@@ -137,6 +137,24 @@ def first_beyond(
     return np.minimum(pos, n)
 
 
+def first_beyond_sided(
+    up: np.ndarray,
+    starts: np.ndarray,
+    when_up: tuple[list[np.ndarray], np.ndarray, bool, bool],
+    when_down: tuple[list[np.ndarray], np.ndarray, bool, bool],
+) -> np.ndarray:
+    """:func:`first_beyond` with per-query sides: queries where ``up`` is True use ``when_up`` =
+    ``(table, thresholds, above, strict)``, the others ``when_down`` (thresholds are full-length arrays).
+    Each side's search runs only over its own queries."""
+    starts = np.asarray(starts, dtype=np.int64)
+    out = np.empty(len(starts), dtype=np.int64)
+    for mask, (table, thresholds, above, strict) in ((up, when_up), (~up, when_down)):
+        sel = np.flatnonzero(mask)
+        if len(sel):
+            out[sel] = first_beyond(table, starts[sel], np.asarray(thresholds)[sel], above=above, strict=strict)
+    return out
+
+
 def range_extreme(table: list[np.ndarray], lo: np.ndarray, hi: np.ndarray, *, maximum: bool) -> np.ndarray:
     """Max (min) of ``values[lo : hi + 1]`` per query (``lo <= hi``) from a :func:`sparse_table` of ``values``."""
     lo = np.asarray(lo, dtype=np.int64)

@@ -40,7 +40,7 @@ from .market_structure import (
     StructureKind,
     StructureLevel,
     candle_tables,
-    first_beyond,
+    first_beyond_sided,
     last_true_index,
     range_extreme,
     structure_arrays,
@@ -101,16 +101,12 @@ def zone_states(
     ``low_min``, ``high_max``, ``close_min``, ``close_max`` of the candles.
     """
     start = np.asarray(after, dtype=np.int64) + 1
-    demand = direction_sign > 0
-    touch = np.where(
-        demand,
-        first_beyond(tables["low_min"], start, top, above=False, strict=False),
-        first_beyond(tables["high_max"], start, bottom, above=True, strict=False),
+    demand = np.asarray(direction_sign) > 0
+    touch = first_beyond_sided(
+        demand, start, (tables["low_min"], top, False, False), (tables["high_max"], bottom, True, False)
     )
-    broken = np.where(
-        demand,
-        first_beyond(tables["close_min"], start, bottom, above=False),
-        first_beyond(tables["close_max"], start, top, above=True),
+    broken = first_beyond_sided(
+        demand, start, (tables["close_min"], bottom, False, True), (tables["close_max"], top, True, True)
     )
     return touch, broken
 
