@@ -192,3 +192,13 @@ def test_short_frames(k):
     found = detect_market_structure(frame, level="internal")
     assert isinstance(found, list) and all(x.confirmed_at < k for x in found)
     assert len(trend_array(frame, level="internal")) == k
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_only_the_latest_swing_is_the_reference(mirror):
+    # pivot highs 105.1 (bar 5) then a lower 104.1 (bar 9, confirmed at 11; it replaces the unbroken 105.1 as the
+    # reference); pivot lows 101.9 (7) and 102.4 (11). Bar 13 closes 104.5, breaking the lower high; the close of
+    # 106 at bar 15 does not break the replaced 105.1 high.
+    closes = [100, 101, 102, 103, 104, 105, 103.5, 102, 103, 104, 103, 102.5, 103.5, 104.5, 105, 106]
+    up = BEAR if mirror else BULL
+    assert summary(run(path_rows(closes, mirror=mirror))) == [(BOS, up, 9, 13)]
