@@ -6,8 +6,9 @@
    - BTCUSDT 1h, one year (2025-07-25 .. 2026-07-25): 8,760 candles;
    - BTCUSDT 15m, all bundled 15m data (2026-01-06 .. 2026-07-25, ~19,000 candles: the bundle holds ~7 months
      of 15m); the time for a year (35,040 candles) is extrapolated from the measured rate.
-   Each run replays exactly what ``python bot.py backtest`` does (same windows as ``signal --at``), resolving
-   outcomes on the finest candles the data has. Targets (issue 7): a year of 1h < 10 s, of 15m < 60 s on 2 cores.
+   Each run replays exactly what ``python bot.py backtest [--fast]`` does, resolving outcomes on the finest
+   candles the data has; exact mode (the live 500-candle windows) with 1 and 2 workers, fast mode with 1.
+   Targets (issue 7): a year of 1h < 10 s, of 15m < 60 s on 2 cores.
 2. Training time: ``ml_engine.train`` (single + ensemble, validation and refit) on the cold-start journal when
    ``BOT_DATA_DIR`` has one, plus on a synthetic journal of 1,000 and 5,000 outcomes.
 """
@@ -38,13 +39,13 @@ RUNS = (
 YEAR = {"1h": 8760, "15m": 35040}
 
 
-def bench_backtest(workers: list[int], quick: bool) -> None:
+def bench_backtest(modes: list[str], workers: list[int], quick: bool) -> None:
     market = SampleSource(ROOT / "data" / "sample", clock=lambda: NOW)
     print("backtest throughput (candles of the entry timeframe per second, whole pipeline)")
     for symbol, tf, start, end in RUNS:
         if quick:
             start = end - pd.Timedelta(days=30)
-        for w in workers:
+        for mode, w in [(m, w) for m in modes for w in (workers if m == "exact" else [1])]:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 result = backtest.run_backtest(
@@ -57,13 +58,15 @@ def bench_backtest(workers: list[int], quick: bool) -> None:
                     equity_path=Path(tmp) / "e.png",
                     show_progress=False,
                     workers=w,
+                    mode=backtest.Mode(mode),
                 )
                 seconds = time.perf_counter() - t0
             run = result.runs[0]
             rate = run.bars / seconds
             s = result.stats()
             print(
-                f"  {symbol} {tf} {run.bars} candles, workers {w}: {seconds:6.1f} s = {rate:7.0f} candles/s "
+                f"  {symbol} {tf} {run.bars} candles, {mode} mode, workers {w}: {seconds:6.1f} s = "
+                f"{rate:7.0f} candles/s "
                 f"(engine ran on {run.evaluated} flat bars, {len(run.trades)} signals, {s.trades} closed); "
                 f"a year of {tf}: {YEAR[tf] / rate:5.1f} s"
             )
@@ -102,14 +105,15 @@ def bench_training(data_dir: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts (default 1,2)")
+    parser.add_argument("--modes", default="fast,exact", help="backtest modes to measure (default fast,exact)")
+    parser.add_argument("--workers", default="1,2", help="worker counts for exact mode (default 1,2)")
     parser.add_argument("--quick", action="store_true", help="30 days instead of the full periods")
     parser.add_argument("--data-dir", default=str(ROOT / "data"), help="BOT_DATA_DIR with a cold-start journal")
     args = parser.parse_args()
     import logging
 
     logging.basicConfig(level=logging.ERROR)
-    bench_backtest([int(w) for w in args.workers.split(",")], args.quick)
+    bench_backtest(args.modes.split(","), [int(w) for w in args.workers.split(",")], args.quick)
     bench_training(Path(args.data_dir))
     return 0
 

@@ -266,3 +266,37 @@ def test_predictor_reads_only_its_data_dir(trained_dir, tmp_path):
     predictor = MLPredictor(tmp_path)
     predictor.load()
     assert not predictor.active  # a model elsewhere is never picked up
+
+
+# --- CLI and cold start ------------------------------------------------------------------------------------------
+
+
+def test_train_cli_json_report(tmp_path, capsys):
+    import argparse
+    import json
+
+    from config import Settings
+
+    (tmp_path / "trading_journal.json").write_text(json.dumps({"records": synthetic(300, seed=4, informative=True)}))
+    settings = Settings(bot_data_dir=tmp_path)
+    assert ml_engine.main(argparse.Namespace(from_backtest=False, json=True, fast=False), settings) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "trained" and report["samples"] == 300
+    assert {m["kind"] for m in report["models"]} == {"single", "ensemble"}
+
+
+def test_cold_start_writes_a_training_journal(tmp_path):
+    import backtest
+    from config import Settings
+    from tests.helpers import SAMPLE_DIR
+
+    settings = Settings(bot_data_dir=tmp_path, sample_data_dir=SAMPLE_DIR, market_data="sample")
+    path = tmp_path / ml_engine.COLD_START_JOURNAL_FILE
+    summary = backtest.cold_start(
+        settings, journal_path=path, timeframes=("4h",), days=40, mode=backtest.Mode.FAST, show_progress=False
+    )
+    assert "sample BTCUSDT 4h" in summary and "sample SOLUSDT 4h" in summary
+    records = ml_engine.load_journal_records(path)
+    assert records and all(r["signal"]["timeframe"] == "4h" for r in records)
+    assert {r["signal"]["symbol"] for r in records} <= {"BTCUSDT", "ETHUSDT", "SOLUSDT"}
+    assert ml_engine.extract_samples(records)  # closed outcomes with labels
