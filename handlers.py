@@ -251,7 +251,7 @@ async def run_signal(update: Update, context: Ctx, symbol: str, timeframe: str) 
         kwargs: dict[str, Any] = {"predictor": svc.predictor}
         if svc.engine_config is not None:
             kwargs["config"] = svc.engine_config
-        analysis = await asyncio.to_thread(engine.analyze, market, symbol, timeframe, **kwargs)
+        analysis = await svc.cpu(engine.analyze, market, symbol, timeframe, **kwargs)
     except market_errors as exc:
         if md is not None and isinstance(exc, md.InvalidSymbolError | md.InvalidIntervalError):
             raise BadInput(str(exc), "/signal BTCUSDT 1h") from None
@@ -265,7 +265,7 @@ async def run_signal(update: Update, context: Ctx, symbol: str, timeframe: str) 
     markup = signal_keyboard(symbol, timeframe, signal_id)
     if is_signal:
         svc.recent.put(result.id, result)
-    png = await render_chart(analysis) if is_signal else None
+    png = await render_chart(svc, analysis) if is_signal else None
     if png is None:
         await svc.sender.text(chat_id, full_html, reply_markup=markup)
     else:  # the sender moves a caption over 1024 characters into a follow-up message
@@ -274,13 +274,13 @@ async def run_signal(update: Update, context: Ctx, symbol: str, timeframe: str) 
         await track(context, svc, chat_id, result, full_html, png)
 
 
-async def render_chart(analysis: Any) -> bytes | None:
+async def render_chart(svc: Services, analysis: Any) -> bytes | None:
     """The chart PNG, or None (logged) when the chart module is missing or fails: the text still goes out."""
     charts = optional_module("charts")
     if charts is None:
         return None
     try:
-        return await asyncio.to_thread(charts.render_signal_chart, analysis)
+        return await svc.cpu(charts.render_signal_chart, analysis)
     except Exception:
         logger.exception("chart rendering failed; sending the signal without a chart")
         return None
@@ -335,7 +335,7 @@ async def cmd_market(update: Update, context: Ctx) -> None:
     symbols = await asyncio.to_thread(scan_symbols, svc)
     timeframe = svc.settings.auto_signal_timeframes[0]
     lines = [f"<b>Market</b> ({escape(timeframe)} analysis, bias per timeframe)", ""]
-    rows = await asyncio.gather(*(asyncio.to_thread(market_line, svc, engine, market, s, timeframe) for s in symbols))
+    rows = await asyncio.gather(*(svc.cpu(market_line, svc, engine, market, s, timeframe) for s in symbols))
     lines += rows
     await reply(update, context, "\n".join(lines))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -106,6 +107,9 @@ class Services:
     outbox_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     monitor_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     train_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # CPU-heavy work (analysis, charts) admitted at once: more threads than cores only compete for the GIL and
+    # starve the event loop; queued requests wait here cheaply
+    cpu_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(max(2, os.cpu_count() or 2)))
     last_scan: datetime | None = None
     last_monitor: datetime | None = None
 
@@ -121,6 +125,11 @@ class Services:
             reason = self.problems.get(name)
             raise NotAvailable(f"{label} is not available yet" + (f" ({reason})." if reason else " in this version."))
         return value
+
+    async def cpu(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run blocking CPU-heavy ``func`` in a worker thread, at most ``cpu_slots`` at a time."""
+        async with self.cpu_slots:
+            return await asyncio.to_thread(func, *args, **kwargs)
 
     def module(self, name: str, feature: str) -> ModuleType:
         """Return the module ``name`` or raise NotAvailable naming ``feature``."""
