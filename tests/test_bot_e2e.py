@@ -307,6 +307,10 @@ async def test_health_reports_jobs_database_and_model(tg, bot):
     )
     for part in (*parts, "Model:", "uptime"):
         assert part in call.text
+    jobs = {job.name: job.job for job in bot.job_queue.jobs()}
+    assert set(jobs) == {"scan", "monitor", "outbox", "daily report", "weekly retrain", "cache cleanup"}
+    assert all(j.max_instances == 1 and j.coalesce and j.misfire_grace_time for j in jobs.values())
+    assert jobs["scan"].trigger.interval.total_seconds() == 1440 * 60
 
 
 async def test_rate_limit_says_when_to_try_again_admins_exempt(tg, tmp_path):
