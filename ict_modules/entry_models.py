@@ -228,6 +228,7 @@ def detect_entry_models(
     breakers: Sequence[BreakerBlock] | None = None,
     fvgs: Sequence[FVG] | FVGArrays | None = None,
     ote_setups: Sequence[OTESetup] | None = None,
+    tables: dict[str, list[np.ndarray]] | None = None,
 ) -> list[EntryModel]:
     """Entry model instances in order of confirmation (see module docstring).
 
@@ -243,13 +244,15 @@ def detect_entry_models(
         events, trend_events, order_blocks, breakers, fvgs, ote_setups: precomputed detector output for these
             candles (each is computed here when omitted, with the defaults above); structure as event lists or
             :class:`.market_structure.StructureArrays`, FVGs as objects or :class:`.fvg_detector.FVGArrays`.
+        tables: :func:`.market_structure.candle_tables` of these candles, when the caller already has them.
     """
     n = len(candles)
     if n == 0:
         return []
     high = candles["high"].to_numpy(dtype=np.float64)
     low = candles["low"].to_numpy(dtype=np.float64)
-    tables = candle_tables(candles)
+    if tables is None:
+        tables = candle_tables(candles)
     lengths = {"internal_length": internal_length, "swing_length": swing_length}
     structure = (
         structure_arrays(candles, level=level, tables=tables, **lengths)

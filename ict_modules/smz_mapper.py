@@ -154,6 +154,7 @@ def detect_smz(
     max_height_atr: float = 3.0,
     max_candidates: int = 8,
     atr_length: int = 14,
+    tables: dict[str, list[np.ndarray]] | None = None,
 ) -> list[SupplyDemandZone]:
     """Supply and demand zones in order of confirmation (see module docstring).
 
@@ -166,11 +167,13 @@ def detect_smz(
         max_height_atr: a merge may not make a zone taller than this many ATRs (ATR at the merge bar).
         max_candidates: how many of the most recent zones per direction a new source may merge with.
         atr_length: Wilder ATR length in bars.
+        tables: :func:`.market_structure.candle_tables` of these candles, when the caller already has them.
     """
     n = len(candles)
     if n == 0:
         return []
-    tables = candle_tables(candles)
+    if tables is None:
+        tables = candle_tables(candles)
     if order_blocks is None:
         order_blocks = detect_order_blocks(candles, tables=tables)
     if breakers is None:
