@@ -168,13 +168,19 @@ def recommend_for(position: Position, market: Any, *, end: Any = None, config: A
     return evaluate(position, analysis)
 
 
-def format_recommendation_html(position: Position, rec: Recommendation, *, percent: int = 80) -> str:
-    """The 80% message: progress, the action and its reasons (Telegram HTML, escaped)."""
-    n = min(position.targets_hit + 1, 3)
+def _price(value: float) -> str:
+    return f"{value:,.2f}" if value >= 100 else f"{value:.6g}"
+
+
+def format_recommendation_html(
+    position: Position, rec: Recommendation, *, percent: int = 80, target: int | None = None
+) -> str:
+    """The 80% message: progress toward TP``target`` (default: the next one), the action and its reasons."""
+    n = target or min(position.targets_hit + 1, 3)
     head = (
         f"🧭 <b>{html.escape(position.symbol)} {html.escape(position.timeframe)} "
         f"{position.direction.value.upper()}</b> #{position.id}: {percent}% of the way to TP{n} "
-        f"({position.target(n):.6g})"
+        f"({_price(position.target(n))})"
     )
     lines = [head, f"Recommendation: <b>{html.escape(rec.action.label)}</b>"]
     marks = {True: "✅", False: "❌", None: "➖"}

@@ -206,7 +206,14 @@ def _plan(
     texts, kinds = [], []
     for e in fresh:
         text = None
-        if e.kind is EventKind.MILESTONE and e.percent == 80 and evaluate_80 is not None:
+        # advice only while it is still actionable: the position is open and that target not yet reached
+        if (
+            e.kind is EventKind.MILESTONE
+            and e.percent == 80
+            and evaluate_80 is not None
+            and new.is_active
+            and new.targets_hit + 1 == e.target
+        ):
             text = _recommendation_text(new, e, evaluate_80)
         kinds.append(OutboxKind.RECOMMENDATION if text else OutboxKind.ALERT)
         texts.append(text or format_event_html(new, e, tz=tz))
@@ -237,7 +244,7 @@ def _recommendation_text(position: Position, event: PositionEvent, evaluate_80: 
         rec = evaluate_80(position)
         if rec is None:  # no recommendation wanted: the plain milestone
             return None
-        return format_recommendation_html(position, rec, percent=event.percent or 80)
+        return format_recommendation_html(position, rec, percent=event.percent or 80, target=event.target)
     except Exception as exc:
         logger.warning("80%% handler failed for position %s: %s", position.id, exc)
         return format_event_html(position, event) + "\n<i>(analysis unavailable right now)</i>"

@@ -281,3 +281,13 @@ def test_monitor_catches_a_wick_through_the_binance_client(tmp_path):
     assert stored.state is PositionState.SL and stored.closed_at == T0 + timedelta(minutes=5)
     assert journal.get(sig.id)["outcome"]["reason"] == "SL"
     store.close()
+
+
+def test_80_percent_passed_within_the_same_tick_as_the_target_sends_no_stale_advice(tmp_path):
+    rows = [(100, 100.5, 99.5, 100.2), (100.2, 104.2, 100.1, 104.1), (104.1, 105.5, 104, 105.2)]
+    clock, market, store, journal, _p = setup(tmp_path, rows)
+    clock.at = pd.Timestamp(T0 + timedelta(minutes=3))  # one tick sees the 80% candle and the TP1 candle
+    report = monitor_tick(store, market, journal, evaluate_80=no_80)
+    texts = [m.html for m in store.pending_outbox() if m.chat_id == RECIPIENTS[0]]
+    assert report.events == 2 and len(texts) == 2
+    assert "80% of the way to TP1" in texts[0] and "TP1 hit" in texts[1]

@@ -183,3 +183,45 @@ def test_scan_uses_market_clock_for_the_cache(tmp_path):
     (entry,) = cache._entries
     assert entry.sent_at == "2025-01-06T12:00:00Z"
     store.close()
+
+
+def test_a_sent_signal_is_followed_to_its_outcome_end_to_end(tmp_path):
+    """Scan -> broadcast -> monitor on 1m candles through the Binance client -> journal, stats and report."""
+    from daily_reports import build_report
+    from real_time_monitor import monitor_tick
+
+    settings = Settings(watchlist=("BTCUSDT",), auto_signal_timeframes=("1h",), min_confidence=60)
+    store, cache, journal = stores(tmp_path)
+    store.subscribe(101)
+    store.subscribe(102)
+    # 2025-06-15 12:00 UTC candle close: a long setup inside the bundled BTCUSDT 1m data (2025-05-31..2025-07-23)
+    with FakeBinance(now="2025-06-15 13:00:20") as fake:
+        market = BinanceClient(fake.url, clock=lambda: fake.now.timestamp())
+        try:
+            report = run_scan(market, store, cache, journal, settings)
+            assert report.tracked == 1, report
+            (position,) = store.list_open()
+            for _ in range(72 * 2):  # every 30 minutes for up to three days
+                fake.now = fake.now + pd.Timedelta(minutes=30)
+                tick = monitor_tick(store, market, journal, settings=settings)
+                assert tick.errors == ()
+                if not store.list_open():
+                    break
+        finally:
+            market.close()
+    closed = store.get(position.id)
+    assert closed.state.is_closed and closed.outcome is not None
+    record = journal.get(closed.signal_id)
+    assert record["outcome"] == closed.outcome.to_json()
+    assert journal.stats().overall.closed + journal.stats().overall.expired == 1
+    sent = store.milestones_sent(closed.id)
+    assert "CLOSED" in sent
+    msgs = store.pending_outbox(limit=1000)
+    for chat in (101, 102):
+        mine = [m for m in msgs if m.chat_id == chat]
+        assert len([m for m in mine if m.kind == "broadcast"]) == 1
+        alerts = [m for m in mine if m.kind != "broadcast"]
+        assert len(alerts) == len(sent - {"TP3"})  # every alert once (the TP3 hit is announced by the close)
+    day = build_report(journal, store, period="daily", now=closed.closed_at + timedelta(minutes=1))
+    assert day.closed + day.expired == 1 and day.open_positions == 0
+    store.close()
