@@ -286,6 +286,8 @@ class Sender:
                     logger.warning("Telegram rejected HTML for chat %s (%s); sending plain text", chat_id, exc.message)
                     html_mode = False
                     continue
+                if "message is not modified" in text:  # an edit to the same content: nothing to do
+                    return SendResult(Delivery.SENT)
                 if "chat not found" in text or "user not found" in text:
                     if self.on_blocked is not None:
                         await self.on_blocked(chat_id)

@@ -303,3 +303,12 @@ async def test_enough_new_outcomes_trigger_one_retrain(tmp_path):
     await telegram_app.count_outcomes(app, services, 1)
     assert started == ["retrain-on-outcomes"]
     store.close()
+
+
+async def test_editing_to_the_same_content_is_not_an_error():
+    class Bot(ScriptedBot):
+        async def edit_message_text(self, text, **kwargs):
+            raise BadRequest("Bad Request: message is not modified: specified new message content is the same")
+
+    result = await sender.Sender(Bot(), sleep=_no_sleep).edit(1, 2, "same")
+    assert result.ok
