@@ -63,7 +63,7 @@ def test_stores_survive_kill_9_mid_write(tmp_path):
             text=True,
             cwd=ROOT,
         )
-        wanted = rng.randint(3, 25)
+        wanted = rng.randint(3, 12)
         got = 0
         while got < wanted:
             line = child.stdout.readline()
