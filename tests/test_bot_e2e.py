@@ -10,6 +10,7 @@ import asyncio
 import importlib.util
 import io
 import logging
+import re
 import zipfile
 from datetime import datetime
 from pathlib import Path
@@ -364,30 +365,50 @@ async def test_unexpected_error_is_logged_user_gets_one_line_admins_are_notified
     assert record.exc_info is not None
 
 
+def levels_in(text: str) -> dict[str, float]:
+    """Entry / SL / TP1-3 as shown in the message text."""
+    from sender import strip_html
+
+    plain = strip_html(text)
+    found = {}
+    for label in ("Entry", "SL", "TP1", "TP2", "TP3"):
+        match = re.search(rf"^{label}: ([0-9][0-9,]*\.?[0-9]*)", plain, re.MULTILINE)
+        assert match, f"{label} missing in {plain!r}"
+        found[label] = float(match[1].replace(",", ""))
+    return found
+
+
 @needs_engine
 async def test_signal_sends_a_png_chart_and_ordered_levels_then_buttons_work(tg, bot):
-    from signal_model import TradeDirection
+    tg.send_message("/signal ETHUSDT 1h", user_id=USER)
+    photo = await tg.wait_for("sendPhoto", chat_id=USER, within=60)
+    assert photo.files["photo"].startswith(PNG_MAGIC)
+    assert len(photo.text) <= 1024 and "ETHUSDT 1h" in photo.text
+    levels = levels_in(photo.text)
+    sign = -1 if "SHORT" in photo.text.upper() else 1
+    assert "LONG" in photo.text.upper() or sign == -1
+    ordered = [sign * levels[k] for k in ("SL", "Entry", "TP1", "TP2", "TP3")]
+    assert ordered == sorted(ordered) and len(set(ordered)) == 5, levels
 
+    buttons = dict(photo.buttons())
+    assert set(buttons.values()) == {"sig|r|ETHUSDT|1h", next(v for v in buttons.values() if v.startswith("sig|d|"))}
+    details = next(v for v in buttons.values() if v.startswith("sig|d|"))
+    tg.press(details, user_id=USER, message=tg.last_message(USER))
+    detail = await tg.wait_for("sendMessage", chat_id=USER, within=30)
+    assert "Confidence breakdown" in detail.text
+    tg.press("sig|r|ETHUSDT|1h", user_id=USER, message=tg.last_message(USER))
+    await tg.wait_for("sendPhoto", chat_id=USER, count=2, within=60)
+    await tg.wait_for("answerCallbackQuery", count=2)
+    assert len(tg.calls("answerCallbackQuery")) == 2  # each press answered exactly once
+
+
+@needs_engine
+async def test_no_trade_is_a_text_with_reasons_and_a_refresh_button(tg, bot):
     tg.send_message("/signal BTCUSDT 4h", user_id=USER)
     call = await tg.wait_for(("sendPhoto", "sendMessage"), chat_id=USER, within=60)
-    services = bot.bot_data["services"]
-    signals = [v for v in services.recent._items.values()]
-    if call.method == "sendPhoto":
-        assert call.files["photo"].startswith(PNG_MAGIC)
-        assert len(call.text) <= 1024
-    assert "BTCUSDT" in call.text
-    if signals:
-        signal = signals[-1]
-        s = signal.direction.sign if isinstance(signal.direction, TradeDirection) else 1
-        assert s * signal.sl < s * signal.entry < s * signal.tp1 < s * signal.tp2 < s * signal.tp3
-    await asyncio.sleep(0.2)
-    sent = [c for c in tg.calls(chat_id=USER) if c.method in ("sendPhoto", "sendMessage")]
-    keyboard = next(c for c in reversed(sent) if c.buttons())
-    refresh = next(data for _, data in keyboard.buttons() if data.startswith("sig|r|"))
-    before = len(sent)
-    tg.press(refresh, user_id=USER)
-    await tg.wait_for(("sendPhoto", "sendMessage"), chat_id=USER, count=before + 1, within=60)
-    assert len(tg.calls("answerCallbackQuery")) == 1
+    assert call.method == "sendMessage", "BTCUSDT 4h at FIXED_NOW should be a no-trade"
+    assert "No trade" in call.text and "•" in call.text  # the reasons
+    assert call.buttons() == [("🔄 Refresh", "sig|r|BTCUSDT|4h")]
 
 
 @needs_engine
