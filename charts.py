@@ -1,12 +1,12 @@
 """The signal chart: recent candles with the ICT context and the trade levels, rendered to PNG bytes.
 
-Drawn (entry timeframe, the last ``CANDLES`` candles): active OB / FVG / SIBI-SSIB / breaker zones shaded from the
-bar they formed (green = bullish, red = bearish), resting liquidity (dashed, labelled BSL/SSL/EQH/PDH...), recent
-BOS / CHOCH / MSS marks (a line from the broken swing to the breaking candle), the OTE band, and for a signal the
-entry zone (blue), SL (red) and TP1-TP3 (green) with price labels on the right. matplotlib's Agg backend, the figure
-is closed after rendering; sized for a phone (1200x800 px).
-Candlesticks are drawn with plain matplotlib: mplfinance 0.12.10b0 imports ``six``, which the pinned environment
-does not ship.
+Drawn (entry timeframe, the last ``CANDLES`` candles): candlesticks and a small volume panel by mplfinance
+(``mpf.plot(..., returnfig=True)``), then on its price axes with matplotlib: active OB / FVG / SIBI-SSIB / breaker
+zones shaded from the bar they formed (green = bullish, red = bearish), resting liquidity (dashed, labelled
+BSL/SSL/EQH/PDH...), recent BOS / CHOCH / MSS marks (a line from the broken swing to the breaking candle), the OTE
+band, and for a signal the entry zone (blue), SL (red) and TP1-TP3 (green) with price labels on the right.
+mplfinance places candle i at x = i (non-trading gaps removed), so every overlay uses the bar index in the window.
+matplotlib's Agg backend; the figure is closed after rendering; sized for a phone (1200x800 px).
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
-import numpy as np
+import mplfinance as mpf
 import pandas as pd
-from matplotlib.collections import PolyCollection
 
 from formatting import format_price
 from ict_modules.core import Direction
@@ -36,6 +35,26 @@ RIGHT_MARGIN = 18  # empty bars on the right for the labels
 BULL = "#1b9e5a"
 BEAR = "#d64545"
 ENTRY = "#2f6fdf"
+FIGSIZE = (12.0, 8.0)  # inches; 1200x800 px at the default dpi
+PANEL_RATIOS = (6, 1)  # price : volume
+# mplfinance's default margins (left .18, right .10, top .12, bottom .18 of the figure) scaled down: the labels
+# sit inside the axes, prices are on the right.
+PADDING = {"left": 0.3, "right": 0.8, "top": 0.5, "bottom": 0.36}
+
+_MARKET = mpf.make_marketcolors(
+    up=BULL, down=BEAR, edge="inherit", wick="inherit", volume={"up": "#9fd3b6", "down": "#eeb1b1"}
+)
+_MARKET["vcedge"] = _MARKET["volume"]  # volume bar edges a shade darker than the fill (not the default blue)
+STYLE = mpf.make_mpf_style(
+    base_mpf_style="default",
+    marketcolors=_MARKET,
+    facecolor="white",
+    edgecolor="#444444",
+    gridcolor="#d0d0d0",
+    gridstyle=":",
+    y_on_right=True,
+    rc={"font.weight": "normal", "font.size": 11, "axes.labelsize": 11, "xtick.labelsize": 11, "ytick.labelsize": 11},
+)
 
 
 def _colour(direction: Direction | None) -> str:
@@ -59,48 +78,59 @@ def render_signal_chart(analysis: Analysis, *, candles: int = CANDLES, dpi: int 
     n = len(frame)
     start = max(0, n - candles)
     window = frame.iloc[start:]
-    fig, ax = plt.subplots(figsize=(12, 8))
+    m = len(window)
+    right = m - 1 + RIGHT_MARGIN
+    ylim = _y_range(window, analysis)
+    before = set(plt.get_fignums())
     try:
-        m = len(window)
-        _draw_candles(ax, window)
-        right = m - 1 + RIGHT_MARGIN
-        ylim = _fit_y(ax, window, analysis)
+        fig, axes = _plot_candles(window, ylim, right)
+        ax = axes[0]
         _draw_context(ax, analysis.snapshot, start, m, ylim)
         if isinstance(analysis.result, Signal):
             _draw_trade(ax, analysis.result, m, right)
         ax.set_xlim(-1, right)
+        ax.set_ylim(*ylim)
         ax.set_title(_title(analysis), fontsize=16, fontweight="bold", loc="left")
-        fig.subplots_adjust(left=0.045, right=0.9, top=0.94, bottom=0.06)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 3})
         return buffer.getvalue()
     finally:
-        plt.close(fig)
+        for num in set(plt.get_fignums()) - before:  # also a figure mplfinance made before failing
+            plt.close(num)
 
 
-def _draw_candles(ax, window: pd.DataFrame) -> None:
-    """Candlesticks at x = 0..m-1 (bodies as bars, wicks as lines); time labels on about 6 ticks."""
-    o, h, lo, c = (window[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close"))
-    x = np.arange(len(window))
-    colours = np.where(c >= o, BULL, BEAR)
-    ax.vlines(x, lo, h, colors=colours, linewidth=1.0, zorder=2)
-    bottom = np.minimum(o, c)
-    top = bottom + np.maximum(np.abs(c - o), (h.max() - lo.min()) * 0.0015)  # a doji still shows a line
-    half = 0.33
-    boxes = np.stack(
-        [np.column_stack([x - half, bottom]), np.column_stack([x + half, bottom]),
-         np.column_stack([x + half, top]), np.column_stack([x - half, top])], axis=1
-    )  # fmt: skip
-    ax.add_collection(PolyCollection(boxes, facecolors=colours, edgecolors=colours, linewidths=0.5, zorder=3))
-    ticks = np.linspace(0, len(window) - 1, min(6, len(window))).astype(int)
-    ax.set_xticks(ticks)
+def _plot_candles(window: pd.DataFrame, ylim: tuple[float, float], right: float):
+    """mplfinance candles (x = 0..m-1) over a volume panel; time labels on about 6 ticks, prices formatted."""
+    volume = "volume" in window.columns and bool((window["volume"] > 0).any())
+    extra = {"panel_ratios": PANEL_RATIOS} if volume else {}
+    fig, axes = mpf.plot(
+        window,
+        type="candle",
+        style=STYLE,
+        volume=volume,
+        returnfig=True,
+        figsize=FIGSIZE,
+        scale_padding=PADDING,
+        xlim=(-1, right),
+        ylim=ylim,
+        ylabel="",
+        ylabel_lower="",
+        xrotation=0,
+        warn_too_much_data=10 * CANDLES,
+        **extra,
+    )
+    ax = axes[0]
+    ticks = list(range(0, len(window), max(1, len(window) // 6)))
     daily = len(window) > 1 and window.index[1] - window.index[0] >= pd.Timedelta(days=1)
     fmt = "%Y-%m-%d" if daily else "%m-%d %H:%M"
-    ax.set_xticklabels([window.index[i].strftime(fmt) for i in ticks], fontsize=11)
-    ax.tick_params(axis="y", labelsize=11, labelright=True, labelleft=False)
+    ax.set_xticks(ticks)  # the axes share x: the labels show on the bottom panel
+    ax.set_xticklabels([window.index[i].strftime(fmt) for i in ticks])
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: format_price(v)))
-    ax.grid(True, linestyle=":", color="#d0d0d0", zorder=0)
-    ax.set_facecolor("white")
+    if volume:
+        vol = axes[2]
+        vol.set_yticks([])
+        vol.text(0.005, 0.9, "volume", transform=vol.transAxes, fontsize=9, color="#777777", va="top")
+    return fig, axes
 
 
 def _visible(top: float, bottom: float, ylim: tuple[float, float]) -> bool:
@@ -160,7 +190,7 @@ def _draw_trade(ax, s: Signal, m: int, right: float) -> None:
         )
 
 
-def _fit_y(ax, window, analysis: Analysis) -> tuple[float, float]:
+def _y_range(window: pd.DataFrame, analysis: Analysis) -> tuple[float, float]:
     """Candles always visible; trade levels always visible; context levels only when close to the candles."""
     low, high = float(window["low"].min()), float(window["high"].max())
     r = analysis.result
@@ -168,5 +198,4 @@ def _fit_y(ax, window, analysis: Analysis) -> tuple[float, float]:
         low = min(low, r.sl, r.tp3, r.entry_low)
         high = max(high, r.sl, r.tp3, r.entry_high)
     pad = 0.04 * (high - low or high * 0.01)
-    ax.set_ylim(low - pad, high + pad)
     return low - pad, high + pad

@@ -43,3 +43,54 @@ def test_chart_of_a_signal_and_of_a_no_trade(market):
         png = render_signal_chart(eng.Analysis("BTCUSDT", "1h", result, window, snap))
         assert png.startswith(PNG)
     assert plt.get_fignums() == []
+
+
+def _btc_analysis(market):
+    return eng.analyze(market, "BTCUSDT", "1h", end=pd.Timestamp("2026-04-10 12:00", tz="UTC"))
+
+
+def test_candles_are_drawn_by_mplfinance(market, monkeypatch):
+    import charts
+
+    calls = []
+    real = charts.mpf.plot
+
+    def spy(data, **kwargs):
+        result = real(data, **kwargs)
+        calls.append((data, kwargs, result))
+        return result
+
+    monkeypatch.setattr(charts.mpf, "plot", spy)
+    analysis = _btc_analysis(market)
+    png = render_signal_chart(analysis)
+    assert png.startswith(PNG)
+    assert len(calls) == 1
+    data, kwargs, (_fig, axes) = calls[0]
+    frame = analysis.frames["1h"]
+    assert kwargs["type"] == "candle" and kwargs["returnfig"] and kwargs["volume"]
+    assert len(data) == charts.CANDLES and data.index[-1] == frame.index[-1]
+    # the overlays went onto mplfinance's price axes (title, zone / level labels), and the figure is closed
+    assert axes[0].get_title(loc="left").startswith("BTCUSDT 1h")
+    assert len(axes[0].texts) > 0
+    assert plt.get_fignums() == []
+
+
+def test_figure_closed_when_drawing_fails(market, monkeypatch):
+    import charts
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("overlay failed")
+
+    monkeypatch.setattr(charts, "_draw_context", boom)
+    with pytest.raises(RuntimeError):
+        render_signal_chart(_btc_analysis(market))
+    assert plt.get_fignums() == []
+
+
+def test_chart_without_volume(market):
+    analysis = _btc_analysis(market)
+    frames = dict(analysis.frames)
+    frames["1h"] = frames["1h"].assign(volume=0.0)
+    png = render_signal_chart(eng.Analysis("BTCUSDT", "1h", analysis.result, frames, analysis.snapshot))
+    assert png.startswith(PNG)
+    assert plt.get_fignums() == []
