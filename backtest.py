@@ -386,15 +386,21 @@ def load_frames(market, symbol: str, timeframe: str, *, start, end, lookback: in
 
 
 def _finest_chunks(market, symbol: str, timeframe: str, signal, entry: CandleArrays, *, end) -> Iterable[CandleArrays]:
-    """Lazy candles for resolving ``signal``: the finest interval the source has at the signal time, in chunks,
-    then the entry timeframe where the finest data ends."""
-    try:
-        finest = market.finest_interval(symbol, pd.Timestamp(signal.time))
-    except Exception as exc:  # no finer data at that time (sample) or a source error: entry timeframe
-        logger.debug("finest interval for %s at %s unavailable: %s", symbol, signal.time, exc)
-        finest = timeframe
-    if finest != timeframe and INTERVAL_MS.get(finest, 0) < INTERVAL_MS.get(timeframe, 0):
-        cursor = pd.Timestamp(signal.time)
+    """Lazy candles for resolving ``signal``: the finest interval the source has at the signal time, in chunks;
+    where that series ends, the finest interval the source has just after it (e.g. 1m, then 1h); finally the
+    entry timeframe. Only intervals finer than the entry timeframe are fetched."""
+    cursor = pd.Timestamp(signal.time)
+    tried: set[str] = set()
+    while True:
+        at = cursor if not tried else cursor + pd.Timedelta(seconds=1)  # just past the end of the last series
+        try:
+            finest = market.finest_interval(symbol, at)
+        except Exception as exc:  # no finer data at that time (sample) or a source error: entry timeframe
+            logger.debug("finest interval for %s at %s unavailable: %s", symbol, at, exc)
+            break
+        if finest in tried or INTERVAL_MS.get(finest, 0) >= INTERVAL_MS.get(timeframe, 0):
+            break
+        tried.add(finest)
         while True:
             try:
                 frame = market.klines(symbol, finest, FINEST_CHUNK, start=cursor, end=end)

@@ -315,3 +315,28 @@ def test_fast_mode_never_looks_ahead(market):
         assert a.signal.to_json() == b.signal.to_json()
         if a.closed:
             assert a.position == b.position
+
+
+def test_finest_candles_then_the_next_finest_then_the_entry_timeframe():
+    """1m for two hours, then 1h where the minutes end, then the 4h entry timeframe where the hours end."""
+    flat = [(100.0, 100.5, 99.5, 100.0)]
+    minutes = make_candles(flat * 120, start="2024-01-01 04:00", freq="1min")
+    hours = make_candles(flat * 8 + [(100, 111, 99.8, 110)], start="2024-01-01 00:00", freq="1h")
+    fours = make_candles(flat * 3 + [(101, 121, 100.5, 120), (120, 131, 119, 130)], start="2024-01-01 00:00", freq="4h")
+    source = SampleSource(
+        frames={("TESTUSDT", "1m"): minutes, ("TESTUSDT", "1h"): hours, ("TESTUSDT", "4h"): fours},
+        clock=lambda: pd.Timestamp("2024-02-01", tz="UTC"),
+    )
+    sig = hand_signal()  # a market entry at 100, stop 95, targets 110/120/130, at the close of the 00:00 4h candle
+    sig = Signal(
+        **{**{f: getattr(sig, f) for f in sig.__slots__ if f != "id"}, "time": datetime(2024, 1, 1, 4, tzinfo=UTC)}
+    )
+    entry = CandleArrays.from_frame(fours, "4h")
+    chunks = list(
+        backtest._finest_chunks(source, "TESTUSDT", "4h", sig, entry, end=pd.Timestamp("2024-02-01", tz="UTC"))
+    )
+    assert [c.interval for c in chunks] == ["1m", "1h", "4h"]
+    pos, used = resolve_position(Position.from_signal(sig), chunks)
+    assert used == ("1m", "1h", "4h")
+    # 1h candle at 08:00 hits TP1 (110); the 4h candle at 12:00 hits TP2 (120); at 16:00 TP3 (130)
+    assert pos.outcome.reason is PositionState.TP3 and pos.outcome.highest_target == 3
