@@ -31,7 +31,7 @@ from signal_model import Signal, TradeDirection
 logger = logging.getLogger(__name__)
 
 CANDLES = 120
-RIGHT_MARGIN = 18  # empty bars on the right for the labels
+RIGHT_MARGIN = 26  # empty bars on the right for the trade labels
 BULL = "#1b9e5a"
 BEAR = "#d64545"
 ENTRY = "#2f6fdf"
@@ -53,7 +53,7 @@ STYLE = mpf.make_mpf_style(
     gridcolor="#d0d0d0",
     gridstyle=":",
     y_on_right=True,
-    rc={"font.weight": "normal", "font.size": 11, "axes.labelsize": 11, "xtick.labelsize": 11, "ytick.labelsize": 11},
+    rc={"font.weight": "normal", "font.size": 12, "axes.labelsize": 12, "xtick.labelsize": 12, "ytick.labelsize": 12},
 )
 
 
@@ -85,12 +85,13 @@ def render_signal_chart(analysis: Analysis, *, candles: int = CANDLES, dpi: int 
     try:
         fig, axes = _plot_candles(window, ylim, right)
         ax = axes[0]
-        _draw_context(ax, analysis.snapshot, start, m, ylim)
-        if isinstance(analysis.result, Signal):
-            _draw_trade(ax, analysis.result, m, right)
         ax.set_xlim(-1, right)
         ax.set_ylim(*ylim)
-        ax.set_title(_title(analysis), fontsize=16, fontweight="bold", loc="left")
+        labels = _Labels(ax)  # the trade levels first: they have the right of way
+        if isinstance(analysis.result, Signal):
+            _draw_trade(ax, labels, analysis.result, m, right)
+        _draw_context(ax, labels, analysis.snapshot, start, m, ylim)
+        ax.set_title(_title(analysis), fontsize=18, fontweight="bold", loc="left")
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 3})
         return buffer.getvalue()
@@ -137,40 +138,120 @@ def _visible(top: float, bottom: float, ylim: tuple[float, float]) -> bool:
     return bottom <= ylim[1] and top >= ylim[0]
 
 
-def _draw_context(ax, snap: Snapshot, start: int, m: int, ylim: tuple[float, float], max_zones: int = 6) -> None:
-    """Zones (the ``max_zones`` most recent that are in view), OTE, nearest liquidity, structure marks."""
-    merged: dict[tuple[Direction, float, float], tuple[int, list[str]]] = {}
-    for z in sorted((z for z in snap.zones if _visible(z.top, z.bottom, ylim)), key=lambda z: z.index):
-        key = (z.direction, z.top, z.bottom)  # an FVG that is also a SIBI/SSIB is one box "FVG/SSIB"
-        index, labels = merged.get(key, (z.index, []))
-        merged[key] = (min(index, z.index), [*labels, z.label] if z.label not in labels else labels)
-    for (direction, top, bottom), (index, labels) in sorted(merged.items(), key=lambda kv: kv[1][0])[-max_zones:]:
-        x0 = max(index - start, 0)
-        colour = _colour(direction)
-        ax.fill_between([x0, m - 1], bottom, top, color=colour, alpha=0.13, linewidth=0, zorder=0)
-        ax.text(x0 + 0.3, top, "/".join(labels), color=colour, fontsize=9, va="top", ha="left", clip_on=True)
+_HA = {"left": 0.0, "center": 0.5, "right": 1.0}
+_VA = {"bottom": 0.0, "center": 0.5, "top": 1.0}
+CONTEXT_FONT = 10  # points; zone / liquidity / structure labels
+TRADE_FONT = 11  # points; Entry / SL / TP labels
+
+
+class _Labels:
+    """Text labels placed without overlapping each other (the main source of clutter).
+
+    Each label tries its candidate offsets (dx in label widths, dy in label heights) in order and takes the first
+    whose estimated box (about 0.6 em per character) overlaps no placed label and stays inside the axes (and, with
+    ``x_max``, left of that bar); an optional label that finds no free place is dropped, a required one (the trade
+    levels) falls back to its first offset.
+    """
+
+    def __init__(self, ax) -> None:
+        self.ax = ax
+        self.boxes: list[tuple[float, float, float, float]] = []
+        self.px_per_pt = ax.figure.dpi / 72.0
+
+    def add(self, x, y, text: str, *, size: float, ha: str, va: str, offsets, required=False, x_max=None, **kw):
+        bold = kw.get("fontweight") == "bold"
+        pad = 4.0 if "bbox" in kw else 1.0
+        w = len(text) * size * (0.66 if bold else 0.6) * self.px_per_pt + 2 * pad
+        h = size * 1.25 * self.px_per_pt + 2 * pad
+        ax_x0, ax_y0, ax_x1, ax_y1 = self.ax.bbox.extents
+        if x_max is not None:  # a context label stays over the candles, off the trade labels' margin
+            ax_x1 = min(ax_x1, self.ax.transData.transform((x_max, y))[0])
+        px, py = self.ax.transData.transform((x, y))
+        left, bottom = px - _HA[ha] * w, py - _VA[va] * h
+        chosen = None
+        for dx, dy in offsets:
+            box = (left + dx * w, bottom + dy * h, left + dx * w + w, bottom + dy * h + h)
+            inside = box[0] >= ax_x0 and box[2] <= ax_x1 and box[1] >= ax_y0 and box[3] <= ax_y1
+            if inside and not any(_overlap(box, b) for b in self.boxes):
+                chosen = (dx, dy, box)
+                break
+        if chosen is None:
+            if not required:
+                return None
+            dx, dy = offsets[0]
+            chosen = (dx, dy, (left + dx * w, bottom + dy * h, left + dx * w + w, bottom + dy * h + h))
+        dx, dy, box = chosen
+        self.boxes.append(box)
+        return self.ax.annotate(
+            text, (x, y), xytext=(dx * w / self.px_per_pt, dy * h / self.px_per_pt), textcoords="offset points",
+            fontsize=size, ha=ha, va=va, annotation_clip=False, zorder=6, **kw,
+        )  # fmt: skip
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+_HALO = {"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.75}
+_ALONG = ((0, 0), (1, 0), (2, 0), (0, -1), (1, -1))  # along the level first, then just below it
+_AWAY_UP = ((0, 0), (0, 1), (-1, 0), (1, 0))
+_AWAY_DOWN = ((0, 0), (0, -1), (-1, 0), (1, 0))
+
+
+def _draw_context(ax, labels: _Labels, snap: Snapshot, start: int, m: int, ylim: tuple[float, float]) -> None:
+    """Structure marks, nearest liquidity, zones, OTE; labels placed in that order of priority."""
+    _draw_marks(ax, labels, snap, start)
+    _draw_pools(ax, labels, snap, start, m, ylim)
+    _draw_zones(ax, labels, snap, start, m, ylim)
     if snap.ote is not None and _visible(snap.ote.top, snap.ote.bottom, ylim):
         o = snap.ote
         ax.fill_between([m - 13, m - 1], o.bottom, o.top, color="#b58900", alpha=0.15, linewidth=0, zorder=0)
-        ax.text(m - 13, o.bottom, "OTE", color="#8a6a00", fontsize=9, va="top", clip_on=True)
+        labels.add(m - 13, o.bottom, "OTE", size=CONTEXT_FONT, ha="left", va="top", offsets=_ALONG,
+                   x_max=m + 0.5, color="#8a6a00", bbox=_HALO)  # fmt: skip
+
+
+def _draw_zones(ax, labels: _Labels, snap: Snapshot, start: int, m: int, ylim, max_zones: int = 6) -> None:
+    """The ``max_zones`` most recent zones in view; an FVG that is also a SIBI/SSIB is one box "FVG/SSIB"."""
+    merged: dict[tuple[Direction, float, float], tuple[int, list[str]]] = {}
+    for z in sorted((z for z in snap.zones if _visible(z.top, z.bottom, ylim)), key=lambda z: z.index):
+        key = (z.direction, z.top, z.bottom)
+        index, names = merged.get(key, (z.index, []))
+        merged[key] = (min(index, z.index), [*names, z.label] if z.label not in names else names)
+    for (direction, top, bottom), (index, names) in sorted(merged.items(), key=lambda kv: kv[1][0])[-max_zones:]:
+        x0 = max(index - start, 0)
+        colour = _colour(direction)
+        ax.fill_between([x0, m - 1], bottom, top, color=colour, alpha=0.13, linewidth=0, zorder=0)
+        labels.add(x0 + 0.3, top, "/".join(names), size=CONTEXT_FONT, ha="left", va="top", offsets=_ALONG,
+                   x_max=m + 0.5, color=colour, bbox=_HALO)  # fmt: skip
+
+
+def _draw_pools(ax, labels: _Labels, snap: Snapshot, start: int, m: int, ylim) -> None:
+    """The nearest 3 resting liquidity pools on each side, dashed from the bar that formed them."""
     for level in (*snap.pools_above[:3], *snap.pools_below[:3]):
         if not ylim[0] <= level.price <= ylim[1]:
             continue
         x0 = max(level.index - start, 0)
         ax.hlines(level.price, x0, m - 1, colors="#555555", linestyles="dashed", linewidth=1.0, alpha=0.7)
-        ax.text(x0 + 0.3, level.price, level.label, color="#333333", fontsize=9, va="bottom", ha="left", clip_on=True)
+        labels.add(x0 + 0.3, level.price, level.label, size=CONTEXT_FONT, ha="left", va="bottom",
+                   offsets=(*_ALONG[:3], (0, -1)), x_max=m + 0.5, color="#333333", bbox=_HALO)  # fmt: skip
+
+
+def _draw_marks(ax, labels: _Labels, snap: Snapshot, start: int) -> None:
+    """BOS / CHOCH / MSS: a line from the broken swing to the breaking candle, the kind written beside it."""
     for mark in snap.structure.marks:
         x0, x1 = mark.swing_index - start, mark.index - start
         if x1 < 0:
             continue
         colour = _colour(mark.direction)
-        va = "bottom" if mark.direction is Direction.BULLISH else "top"
-        ax.hlines(mark.level, max(x0, 0), x1, colors=colour, linewidth=1.4)
-        ax.text((max(x0, 0) + x1) / 2, mark.level, mark.kind, color=colour, fontsize=9, fontweight="bold",
-                ha="center", va=va, clip_on=True)  # fmt: skip
+        up = mark.direction is Direction.BULLISH
+        ax.hlines(mark.level, max(x0, 0), x1, colors=colour, linewidth=1.4, zorder=4)
+        labels.add((max(x0, 0) + x1) / 2, mark.level, mark.kind, size=CONTEXT_FONT, ha="center",
+                   va="bottom" if up else "top", offsets=_AWAY_UP if up else _AWAY_DOWN, color=colour,
+                   fontweight="bold", bbox=_HALO)  # fmt: skip
 
 
-def _draw_trade(ax, s: Signal, m: int, right: float) -> None:
+def _draw_trade(ax, labels: _Labels, s: Signal, m: int, right: float) -> None:
+    """Entry zone (blue band), entry, SL and TP1-3 lines over the last bars and the margin, labelled on the right."""
     x0 = m - 1
     if s.entry_high > s.entry_low:
         ax.fill_between([x0 - 6, right], s.entry_low, s.entry_high, color=ENTRY, alpha=0.18, linewidth=0)
@@ -182,12 +263,14 @@ def _draw_trade(ax, s: Signal, m: int, right: float) -> None:
         (s.tp2, BULL, f"TP2 {format_price(s.tp2)} ({r2:g}R)"),
         (s.tp3, BULL, f"TP3 {format_price(s.tp3)} ({r3:g}R)"),
     ]
+    # a label nudged off its line (levels closer than a label height) moves away from the entry
     for price, colour, label in lines:
-        ax.hlines(price, x0 - 6, right, colors=colour, linewidth=1.8)
+        ax.hlines(price, x0 - 6, right, colors=colour, linewidth=1.8, zorder=5)
         box = {"boxstyle": "round,pad=0.25", "facecolor": colour, "edgecolor": "none", "alpha": 0.95}
-        ax.text(
-            right - 0.3, price, label, color="white", fontsize=10, fontweight="bold", ha="right", va="center", bbox=box
-        )
+        away = 1 if price >= s.entry else -1
+        offsets = ((0, 0), (0, away * 0.6), (0, away * 1.2), (0, -away * 0.6), (0, away * 1.8))
+        labels.add(right - 0.3, price, label, size=TRADE_FONT, ha="right", va="center", offsets=offsets,
+                   required=True, color="white", fontweight="bold", bbox=box)  # fmt: skip
 
 
 def _y_range(window: pd.DataFrame, analysis: Analysis) -> tuple[float, float]:

@@ -94,3 +94,27 @@ def test_chart_without_volume(market):
     png = render_signal_chart(eng.Analysis("BTCUSDT", "1h", analysis.result, frames, analysis.snapshot))
     assert png.startswith(PNG)
     assert plt.get_fignums() == []
+
+
+def test_labels_do_not_overlap_and_optional_ones_are_dropped():
+    import charts
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    try:
+        ax.set_xlim(0, 100)
+        ax.set_ylim(0, 100)
+        labels = charts._Labels(ax)
+        kw = {"size": 10, "ha": "left", "va": "bottom"}
+        first = labels.add(10, 50, "FVG", offsets=((0, 0), (0, -1)), **kw)
+        second = labels.add(10, 50, "OB", offsets=((0, 0), (0, -1)), **kw)
+        third = labels.add(10, 50, "Breaker", offsets=((0, 0), (0, -1)), **kw)  # both places taken
+        forced = labels.add(10, 50, "SL 1.0", offsets=((0, 0),), required=True, **kw)
+        outside = labels.add(99, 50, "BSL", offsets=((0, 0),), **kw)  # would stick out of the axes
+        beyond = labels.add(50, 20, "OTE", offsets=((0, 0),), x_max=52, **kw)
+        assert first is not None and first.xyann == (0, 0)
+        assert second is not None and second.xyann[1] < 0  # moved one label height down
+        assert third is None and outside is None and beyond is None
+        assert forced is not None
+        assert len(ax.texts) == 3
+    finally:
+        plt.close(fig)
