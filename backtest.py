@@ -1,24 +1,28 @@
 """Backtest: replay history bar by bar through the live engine and the live position state machine.
 
-Definitions
------------
-- **Causality**: the signal at entry-timeframe bar ``t`` is ``ict_signal_engine.generate_signal`` over exactly the
-  frames ``python bot.py signal SYMBOL TF --at <close of t>`` would fetch: the last ``LOOKBACK`` closed candles of
-  the entry timeframe ending with bar ``t`` and, for every higher timeframe, the last ``LOOKBACK`` candles that
-  had closed by the close of ``t``. Nothing after the close of ``t`` is visible.
+Definitions (docs/ml-backtest.md has the full story and measured numbers)
+-----------------------------------------------------------------------
+- **Causality** (``Mode.EXACT``, the default): the signal at entry-timeframe bar ``t`` is
+  ``ict_signal_engine.generate_signal`` over exactly the frames ``python bot.py signal SYMBOL TF --at <close of t>``
+  fetches: the last ``CANDLES_PER_FRAME`` (500) closed candles of the entry timeframe ending with bar ``t`` and,
+  per higher timeframe, the last 500 candles closed by the close of ``t``. Nothing after the close of ``t`` is
+  visible. ``Mode.FAST`` runs the detectors once over the loaded history (``prepare``) and reads their state as
+  known at ``t`` (``signal_at``): equal to the engine on the whole prefix up to ``t``, not to the 500-candle window.
 - **Outcome**: a signal becomes a ``position_manager.Position`` and is fed, candle by candle, to
   ``position_manager.apply_candle`` (the same pure state machine the live monitor uses; stop first when one candle
   touches both) on the candles that open at or after the signal's close: the finest interval the market data has
   at that time (``finest_interval``: 1m on Binance; in the sample data 1m for BTCUSDT mid-2025, 5m for ETHUSDT
-  late 2025), falling back to the entry timeframe where the finest series ends.
+  late 2025, 15m in 2026); where that series ends, the next finest the source has; finally the entry timeframe.
 - **One position at a time per symbol and timeframe**: while a position is pending or open no new signal is
   taken (the engine is not even run); the next candidate bar is the first whose close is at or after the close of
-  the candle that closed the position. Positions still open at the end of the data are reported as open and left
+  the candle that closed the position. A position still open at the end of the data is reported as open and left
   out of the statistics.
 - **Statistics** (over closed trades; EXPIRED = the limit entry never filled, counted apart, no R):
   win = R > 0, loss = R < 0; win rate = wins / trades; average R = expectancy = mean R per trade (= win rate *
   average win - loss rate * average loss); profit factor = sum of winning R / |sum of losing R| (None without
   losses); max drawdown = the largest peak-to-trough fall of the cumulative R curve, in R.
+- **Workers**: ``workers > 1`` replays segments in forked processes and joins them where the trajectories meet,
+  with exactly the sequential result (``_parallel``).
 """
 
 from __future__ import annotations
@@ -405,7 +409,9 @@ def _finest_chunks(market, symbol: str, timeframe: str, signal, entry: CandleArr
             try:
                 frame = market.klines(symbol, finest, FINEST_CHUNK, start=cursor, end=end)
             except Exception as exc:
-                logger.debug("finest candles %s %s from %s: %s", symbol, finest, cursor, exc)
+                logger.warning(
+                    "finest candles %s %s from %s unavailable (%s); coarser candles follow", symbol, finest, cursor, exc
+                )
                 break
             if len(frame) == 0:
                 break
