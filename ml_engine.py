@@ -718,16 +718,23 @@ def merge_records(*journals: Iterable[Mapping[str, Any]]) -> list[Mapping[str, A
 
 
 def main(args: argparse.Namespace, settings) -> int:
+    """``python bot.py train [--from-backtest [--fast]] [--json]``: 0 done (trained or not enough outcomes),
+    1 when the cold-start backtest or the training failed (one line on stderr)."""
     data_dir = Path(settings.bot_data_dir)
     notes = []
-    if getattr(args, "from_backtest", False):
-        import backtest
+    try:
+        if getattr(args, "from_backtest", False):
+            import backtest
 
-        mode = backtest.Mode.FAST if getattr(args, "fast", False) else backtest.Mode.EXACT
-        summary = backtest.cold_start(settings, journal_path=data_dir / COLD_START_JOURNAL_FILE, mode=mode)
-        notes.append(summary)
-        print(summary, file=sys.stderr)
-    report = retrain(settings)
+            mode = backtest.Mode.FAST if getattr(args, "fast", False) else backtest.Mode.EXACT
+            summary = backtest.cold_start(settings, journal_path=data_dir / COLD_START_JOURNAL_FILE, mode=mode)
+            notes.append(summary)
+            print(summary, file=sys.stderr)
+        report = retrain(settings)
+    except Exception as exc:  # a CLI: one readable line, the traceback in the debug log
+        logger.debug("training failed", exc_info=True)
+        print(f"train: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
+        return 1
     if getattr(args, "json", False):
         print(json.dumps({**report.to_json(), "cold_start": notes}, default=str))
     else:

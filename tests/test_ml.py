@@ -300,3 +300,14 @@ def test_cold_start_writes_a_training_journal(tmp_path):
     assert records and all(r["signal"]["timeframe"] == "4h" for r in records)
     assert {r["signal"]["symbol"] for r in records} <= {"BTCUSDT", "ETHUSDT", "SOLUSDT"}
     assert ml_engine.extract_samples(records)  # closed outcomes with labels
+
+
+def test_train_cli_cold_start_failure_is_one_line(tmp_path, capsys):
+    import argparse
+
+    from config import Settings
+
+    settings = Settings(bot_data_dir=tmp_path, sample_data_dir=tmp_path / "no-such-dir", market_data="sample")
+    assert ml_engine.main(argparse.Namespace(from_backtest=True, json=False, fast=True), settings) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("train: ") and "\n" not in err
