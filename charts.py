@@ -121,7 +121,7 @@ def _plot_candles(window: pd.DataFrame, ylim: tuple[float, float], right: float)
         **extra,
     )
     ax = axes[0]
-    ticks = list(range(0, len(window), max(1, len(window) // 6)))
+    ticks = list(range(0, len(window), max(1, -(-(len(window) + RIGHT_MARGIN) // 7))))  # about 6 labels
     daily = len(window) > 1 and window.index[1] - window.index[0] >= pd.Timedelta(days=1)
     fmt = "%Y-%m-%d" if daily else "%m-%d %H:%M"
     ax.set_xticks(ticks)  # the axes share x: the labels show on the bottom panel
@@ -193,7 +193,7 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
 
 
 _HALO = {"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.75}
-_ALONG = ((0, 0), (1, 0), (2, 0), (0, -1), (1, -1))  # along the level first, then just below it
+_ALONG = ((0, 0), (1, 0), (2, 0), (0, -1), (1, -1), (-1, 0), (0, 1))  # along the level, below it, before, above
 _AWAY_UP = ((0, 0), (0, 1), (-1, 0), (1, 0))
 _AWAY_DOWN = ((0, 0), (0, -1), (-1, 0), (1, 0))
 
