@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 CANDLES = 120
 RIGHT_MARGIN = 26  # empty bars on the right for the trade labels
+NO_TRADE_MARGIN = 3  # no trade labels: the candles take the width
 BULL = "#1b9e5a"
 BEAR = "#d64545"
 ENTRY = "#2f6fdf"
@@ -79,7 +80,7 @@ def render_signal_chart(analysis: Analysis, *, candles: int = CANDLES, dpi: int 
     start = max(0, n - candles)
     window = frame.iloc[start:]
     m = len(window)
-    right = m - 1 + RIGHT_MARGIN
+    right = m - 1 + (RIGHT_MARGIN if isinstance(analysis.result, Signal) else NO_TRADE_MARGIN)
     ylim = _y_range(window, analysis)
     before = set(plt.get_fignums())
     try:
