@@ -191,10 +191,14 @@ def size_of(result: object) -> str:
     return type(result).__name__
 
 
-def bench_modules(small: pd.DataFrame, large: pd.DataFrame, repeat: int) -> list[Callable]:
+def bench_modules(
+    small: pd.DataFrame, large: pd.DataFrame, repeat: int
+) -> tuple[dict[str, Callable], dict[str, object]]:
+    """Section 1: each module alone. Returns the runnable entry points and their results at ``large``, by name."""
     print(f"\n== 1. every module ({len(small):,} and {len(large):,} candles, best of {repeat}) ==")
     print(f"{'module':<24} {'function':<28} {'10k s':>9} {'100k s':>9}  objects at 100k")
-    runnable = []
+    runnable: dict[str, Callable] = {}
+    results: dict[str, object] = {}
     for name in MODULES:
         try:
             module = importlib.import_module(f"ict_modules.{name}")
@@ -214,8 +218,114 @@ def bench_modules(small: pd.DataFrame, large: pd.DataFrame, repeat: int) -> list
             print(f"{name:<24} {label:<28} failed: {type(exc).__name__}: {exc}")
             continue
         print(f"{name:<24} {label:<28} {t_small:>9.4f} {t_large:>9.4f}  {size_of(result)}")
-        runnable.append(fn)
-    return runnable
+        runnable[name] = fn
+        results[name] = result
+    return runnable, results
+
+
+def together(candles: pd.DataFrame, mtf: Callable[[pd.DataFrame], object]) -> dict[str, object]:
+    """All 17 modules over one frame, each detector computed ONCE and its result passed to the detectors that
+    build on it (as the engine's ``REGISTRY`` does), with the same parameters as the standalone rows of section 1,
+    so every module's output is the same objects. Shared: the candle tables (range-search sparse tables), both
+    swing sets (structure, breaker sweeps), the internal structure (order blocks, entry models), the swing
+    structure (entry models' trend), order blocks (breakers, SMZ, entry models), breakers (SMZ, entry models), FVGs
+    (SMZ, entry models), whale blocks (SMZ), OTE setups (entry models) and dealing ranges (ILP). ``mtf`` is the
+    analyze_mtf adapter of section 1 (higher timeframes resampled outside the timed call)."""
+    from ict_modules.breaker_block_detector import detect_breaker_blocks
+    from ict_modules.displacement_detector import detect_displacement
+    from ict_modules.entry_models import detect_entry_models
+    from ict_modules.fvg_detector import detect_fvgs
+    from ict_modules.ict_whale_detector import detect_whale_blocks
+    from ict_modules.ilp_detector import detect_internal_liquidity
+    from ict_modules.key_levels import detect_key_levels
+    from ict_modules.liquidity_map import detect_liquidity
+    from ict_modules.market_structure import Pivots, StructureLevel, candle_tables, structure_arrays
+    from ict_modules.order_block_detector import detect_order_blocks
+    from ict_modules.ote_calculator import detect_ote
+    from ict_modules.premium_discount import detect_dealing_ranges
+    from ict_modules.session_analyzer import detect_sessions
+    from ict_modules.sibi_ssib_detector import detect_sibi_ssib
+    from ict_modules.smz_mapper import detect_smz
+    from ict_modules.swing_points import swing_structure
+
+    tables = candle_tables(candles)
+    swings = swing_structure(candles)
+    internal_pivots, swing_pivots = Pivots.from_points(swings.internal), Pivots.from_points(swings.swing)
+    trend = structure_arrays(candles, level=StructureLevel.SWING, pivots=swing_pivots, tables=tables)
+    internal = structure_arrays(candles, level=StructureLevel.INTERNAL, pivots=internal_pivots, tables=tables)
+    order_blocks = detect_order_blocks(candles, events=internal, tables=tables)
+    breakers = detect_breaker_blocks(candles, order_blocks=order_blocks, swings=swing_pivots, tables=tables)
+    fvgs = detect_fvgs(candles)
+    whales = detect_whale_blocks(candles)
+    ranges = detect_dealing_ranges(candles)
+    ote = detect_ote(candles)
+    return {
+        "swing_points": swings,
+        "market_structure": trend.events(),
+        "order_block_detector": order_blocks,
+        "breaker_block_detector": breakers,
+        "fvg_detector": fvgs,
+        "sibi_ssib_detector": detect_sibi_ssib(candles),
+        "displacement_detector": detect_displacement(candles),
+        "liquidity_map": detect_liquidity(candles),
+        "ilp_detector": detect_internal_liquidity(candles, ranges=ranges),
+        "ict_whale_detector": whales,
+        "smz_mapper": detect_smz(
+            candles, order_blocks=order_blocks, breakers=breakers, fvgs=fvgs, whales=whales, tables=tables
+        ),
+        "premium_discount": ranges,
+        "ote_calculator": ote,
+        "mtf_analyzer": mtf(candles),
+        "session_analyzer": detect_sessions(candles),
+        "entry_models": detect_entry_models(
+            candles,
+            events=internal,
+            trend_events=trend,
+            order_blocks=order_blocks,
+            breakers=breakers,
+            fvgs=fvgs,
+            ote_setups=ote,
+            tables=tables,
+        ),
+        "key_levels": detect_key_levels(candles),
+    }
+
+
+def same(a: object, b: object) -> bool:
+    """Deep equality that also compares numpy arrays and pandas objects inside dataclasses."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
+    if isinstance(a, pd.DataFrame | pd.Series | pd.Index):
+        return a.equals(b)
+    if dataclasses.is_dataclass(a):
+        return all(same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def bench_together(large: pd.DataFrame, runnable: dict[str, Callable], alone: dict[str, object], repeat: int) -> None:
+    """Section 2: the modules one after the other as standalone calls, then together with shared inputs."""
+
+    def run_all() -> None:
+        for fn in runnable.values():
+            fn(large)
+
+    t_each, _ = best_of(run_all, repeat)
+    print(f"\n== 2. all modules over {len(large):,} candles, best of {repeat} ==")
+    print(f"{len(runnable)} standalone calls one after the other (each recomputes its inputs): {t_each:.3f} s")
+    if set(runnable) != set(MODULES):
+        print("together (shared inputs): skipped, not every module is runnable")
+        return
+    t_all, shared = best_of(lambda: together(large, runnable["mtf_analyzer"]), repeat)
+    differ = [name for name in MODULES if not same(shared[name], alone[name])]
+    verdict = "yes" if not differ else "NO, differ: " + ", ".join(differ)
+    print(f"all {len(MODULES)} together, each detector computed once and passed on (as the engine): {t_all:.3f} s")
+    print(f"  same objects as the standalone calls: {verdict}")
 
 
 # ----------------------------------------------------------------------------------------------- side by side
@@ -411,14 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"candles: {len(large):,} chained real candles ({', '.join(CHAIN[:4])}, ...), see the docstring")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"machine: {os.cpu_count()} cpus, load average {load:.2f} at start (other processes inflate the times)")
-    runnable = bench_modules(small, large, args.repeat)
-
-    def run_all() -> None:
-        for fn in runnable:
-            fn(large)
-
-    t_all, _ = best_of(run_all, args.repeat)
-    print(f"\n== 2. all {len(runnable)} runnable modules together over {len(large):,} candles: {t_all:.3f} s ==")
+    runnable, alone = bench_modules(small, large, args.repeat)
+    bench_together(large, runnable, alone, args.repeat)
     if args.no_smc:
         return 0
     results = compare(large, args.repeat, args.smc_repeat)
