@@ -265,7 +265,7 @@ async def run_signal(update: Update, context: Ctx, symbol: str, timeframe: str) 
     markup = signal_keyboard(symbol, timeframe, signal_id)
     if is_signal:
         svc.recent.put(result.id, result)
-    png = await render_chart(svc, analysis) if is_signal else None
+    png = await render_chart(svc, analysis)  # a no-trade gets its chart too: the structure that was seen
     if png is None:
         await svc.sender.text(chat_id, full_html, reply_markup=markup)
     else:  # the sender moves a caption over 1024 characters into a follow-up message

@@ -85,7 +85,7 @@ async def bench(repeat: int, concurrent: int) -> None:
                 arrived = await answered(tg, 2, before)
                 latencies.append(arrived - start)
             photos = len(tg.calls("sendPhoto", chat_id=2))
-            print(f"sequential /signal x{repeat} ({photos} with a chart photo, the rest no-trade text):")
+            print(f"sequential /signal x{repeat} ({photos} answered with a chart photo):")
             print(
                 f"  update -> reply latency p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
                 f"p95 {percentile(latencies, 0.95) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms, "

@@ -428,11 +428,11 @@ async def test_signal_sends_a_png_chart_and_ordered_levels_then_buttons_work(tg,
 
 
 @needs_engine
-async def test_no_trade_is_a_text_with_reasons_and_a_refresh_button(tg, bot):
+async def test_no_trade_is_a_chart_with_reasons_and_a_refresh_button(tg, bot):
     symbol, tf = pair_with("no-trade")
     tg.send_message(f"/signal {symbol} {tf}", user_id=USER)
     call = await tg.wait_for(("sendPhoto", "sendMessage"), chat_id=USER, within=60)
-    assert call.method == "sendMessage"
+    assert call.method == "sendPhoto" and call.files["photo"].startswith(PNG_MAGIC)
     assert "No trade" in call.text and "•" in call.text  # the reasons
     assert call.buttons() == [("🔄 Refresh", f"sig|r|{symbol}|{tf}")]
 
