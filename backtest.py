@@ -526,7 +526,7 @@ def _parallel(replay: _Replay, first: int, workers: int, progress: Progress) -> 
     from concurrent.futures import ProcessPoolExecutor
 
     n = len(replay.entry)
-    count = workers * 2
+    count = workers * 4  # more segments than workers: balances uneven work; each join costs ~1 trade
     bounds = [first + (n - first) * k // count for k in range(count)] + [n]
     key = id(replay)
     _REPLAYS[key] = replay
