@@ -973,10 +973,13 @@ def cold_start(
     workers: int | None = None,
     show_progress: bool | None = None,
     mode: Mode = Mode.EXACT,
+    online: Callable[[Any], Any] | None = None,
 ) -> str:
     """Backtest the bundled sample data (every symbol, the scan's timeframes, the last ``days`` of each series)
     and, with ``MARKET_DATA=binance`` when Binance answers, the watchlist over the last year; write every trade
-    to one journal (``journal_path``, live format) for training. Offline-safe. Returns a short summary."""
+    to one journal (``journal_path``, live format) for training. Offline-safe. Returns a short summary.
+
+    ``online``: factory of the Binance market data (default ``market_data.create_market_data``; tests inject)."""
     from market_data import MarketDataError
 
     timeframes = tuple(timeframes or settings.auto_signal_timeframes)
@@ -989,9 +992,9 @@ def cold_start(
         try:
             from market_data import create_market_data
 
-            online = create_market_data(settings)
-            online.latency_ms()
-            sources.append(("binance", online, settings.watchlist, 365))
+            market = (online or create_market_data)(settings)
+            market.latency_ms()
+            sources.append(("binance", market, settings.watchlist, 365))
         except Exception as exc:  # offline, blocked, rate limited: the sample data alone
             notes.append(f"Binance not used ({str(exc).splitlines()[0][:120]}): sample data only")
     trades: list[Trade] = []

@@ -311,3 +311,26 @@ def test_train_cli_cold_start_failure_is_one_line(tmp_path, capsys):
     assert ml_engine.main(argparse.Namespace(from_backtest=True, json=False, fast=True), settings) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("train: ") and "\n" not in err
+
+
+def test_cold_start_is_offline_safe(tmp_path):
+    import backtest
+    from config import Settings
+    from market_data import MarketDataUnavailable
+    from tests.helpers import SAMPLE_DIR
+
+    def offline(settings):
+        raise MarketDataUnavailable("Binance unreachable: connection refused")
+
+    settings = Settings(bot_data_dir=tmp_path, sample_data_dir=SAMPLE_DIR, market_data="binance")
+    summary = backtest.cold_start(
+        settings,
+        journal_path=tmp_path / "cs.json",
+        timeframes=("4h",),
+        days=20,
+        mode=backtest.Mode.FAST,
+        show_progress=False,
+        online=offline,
+    )
+    assert "Binance not used (Binance unreachable: connection refused): sample data only" in summary
+    assert "sample BTCUSDT 4h" in summary and (tmp_path / "cs.json").exists()
