@@ -1046,7 +1046,7 @@ def _targets(
     min_gap = 0.5 * snap.atr
     pools = (snap.pools_above + snap.htf_pools_above) if s > 0 else (snap.pools_below + snap.htf_pools_below)
     liquidity = sorted(
-        {(lv.price, lv.label) for lv in pools if s * (lv.price - entry) >= min_gap}, key=lambda x: s * x[0]
+        {(lv.price, lv.label) for lv in pools if s * (lv.price - entry) >= min_gap}, key=lambda x: (s * x[0], x[1])
     )
     extensions = []
     if snap.ote is not None and snap.ote.direction is d:
@@ -1054,7 +1054,7 @@ def _targets(
         for level in snap.ote.targets:
             if s * (level - entry) >= min_gap:
                 extensions.append((level, f"fib ext -{abs(level - snap.ote.end) / span:.2f}"))
-    extensions.sort(key=lambda x: s * x[0])
+    extensions.sort(key=lambda x: (s * x[0], x[1]))
     if liquidity:
         first = liquidity[0]
     elif extensions:
@@ -1062,7 +1062,7 @@ def _targets(
     else:
         raise _NoTrade("no target: no resting liquidity or extension beyond the entry")
     targets = [first]
-    rest = sorted(liquidity[1:] + [e for e in extensions if s * (e[0] - first[0]) > 0], key=lambda x: s * x[0])
+    rest = sorted(liquidity[1:] + [e for e in extensions if s * (e[0] - first[0]) > 0], key=lambda x: (s * x[0], x[1]))
     for level, label in rest:
         if len(targets) == 3:
             break

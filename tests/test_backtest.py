@@ -220,13 +220,12 @@ def test_journal_in_the_live_format_feeds_the_ml(tmp_path, market):
 def _env(tmp_path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM", "BINANCE", "SAMPLE"))}
     env.update(MARKET_DATA="sample", BOT_DATA_DIR=str(tmp_path), SAMPLE_START="2026-01-01T00:00:00Z")
-    env.update(SAMPLE_SPEED="0", PYTHONHASHSEED="0")
+    env.update(SAMPLE_SPEED="0")
     return env
 
 
 def test_cli_json_is_one_object_and_signals_equal_the_signal_cli(tmp_path):
-    """Both commands as a user runs them (same PYTHONHASHSEED: the engine's tie-breaking between equal-price
-    target labels depends on string hashing)."""
+    """Both commands as a user runs them, each in its own process (own hash seed)."""
     env = _env(tmp_path)
     out = subprocess.run(
         [sys.executable, "bot.py", "backtest", "BTCUSDT", "1h", "--start", "2025-06-02", "--end", "2025-06-05",
