@@ -138,7 +138,7 @@ def detect_internal_liquidity(
     kind = pools.kind[rows]
     is_high = np.isin(kind, [KINDS.index(PoolKind.SWING_HIGH), KINDS.index(PoolKind.EQUAL_HIGHS)])
     is_equal = np.isin(kind, [KINDS.index(PoolKind.EQUAL_HIGHS), KINDS.index(PoolKind.EQUAL_LOWS)])
-    sizes = np.array([len(pools.members[i]) for i in rows.tolist()], dtype=np.int64)
+    sizes = pools.size[rows]
     final = np.lexsort((sizes, ~is_high, pools.index[rows], r_conf[r_of], known))
     r_of, rows, known, is_high, is_equal = r_of[final], rows[final], known[final], is_high[final], is_equal[final]
     return list(
@@ -148,7 +148,7 @@ def detect_internal_liquidity(
             is_equal.tolist(),
             pools.price[rows].tolist(),
             pools.index[rows].tolist(),
-            [pools.members[i] for i in rows.tolist()],
+            pools.member_tuples(rows),
             r_hi[r_of].tolist(),
             r_lo[r_of].tolist(),
             r_conf[r_of].tolist(),

@@ -40,6 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 from .core import atr, ohlcv_arrays
 from .swing_points import pivot_mask
@@ -115,22 +116,24 @@ class LevelSearch:
     """ "First bar at or after ``start`` where ``values`` goes above ``level``" for many queries at once.
 
     Built once per series and reused by every batch of queries. The series is cut into blocks of ``BLOCK`` bars:
-    a query first scans the rest of its starting block (one vectorised row comparison), then finds the first later
-    block whose maximum exceeds the level by binary lifting over a sparse table of block maxima, then the bar
-    inside that block (another row comparison). Search "below" on the negated series with negated levels.
+    a query first scans the ``BLOCK`` bars from its start (one vectorised row comparison over a sliding window),
+    then finds the first later block whose maximum exceeds the level by binary lifting over a sparse table of block
+    maxima, then the bar inside that block (another row comparison). Search "below" on the negated series with
+    negated levels.
     """
 
     BLOCK = 32
-    __slots__ = ("_n", "_rows", "_table")
+    __slots__ = ("_n", "_rows", "_table", "_windows")
 
     def __init__(self, values: np.ndarray) -> None:
         values = np.asarray(values, dtype=np.float64)
         self._n = n = len(values)
         blocks = -(-n // self.BLOCK)
-        padded = np.full(blocks * self.BLOCK, -np.inf)
+        padded = np.full((blocks + 1) * self.BLOCK, -np.inf)  # one spare block: every window has BLOCK values
         padded[:n] = values
-        self._rows = padded.reshape(blocks, self.BLOCK)
-        table = [self._rows.max(axis=1)]
+        self._rows = padded[: blocks * self.BLOCK].reshape(blocks, self.BLOCK)
+        self._windows = sliding_window_view(padded, self.BLOCK)  # row t = values[t : t + BLOCK] (a view)
+        table = [np.maximum.reduceat(values, np.arange(0, n, self.BLOCK)) if n else np.zeros(0)]
         step = 1
         while 2 * step <= blocks:
             prev = table[-1]
@@ -148,15 +151,18 @@ class LevelSearch:
         if len(live) == 0:
             return out
         start, level = starts[live], levels[live]
-        block = start // size
 
-        def hits(rows: np.ndarray, lv: np.ndarray) -> np.ndarray:
-            return rows >= lv[:, None] if inclusive else rows > lv[:, None]
+        def first_hit(rows: np.ndarray, lv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """Per row: position of the first value beyond ``lv`` (0 if none) and whether there is one."""
+            hit = rows >= lv[:, None] if inclusive else rows > lv[:, None]
+            at = hit.argmax(axis=1)
+            return at, hit[np.arange(len(at)), at]
 
-        first = hits(self._rows[block], level) & (np.arange(size) >= (start - block * size)[:, None])
-        found = first.any(axis=1)
-        out[live[found]] = block[found] * size + first[found].argmax(axis=1)
-        rest, level, pos = live[~found], level[~found], block[~found] + 1
+        at, found = first_hit(self._windows[start], level)
+        out[live[found]] = start[found] + at[found]
+        # not in the first BLOCK bars: search from the block after the start's (its bars before start + BLOCK
+        # were just scanned and none was beyond)
+        rest, level, pos = live[~found], level[~found], start[~found] // size + 1
         blocks = len(self._table[0])
         for k in range(len(self._table) - 1, -1, -1):
             width = 1 << k
@@ -166,7 +172,8 @@ class LevelSearch:
             move &= pos + width <= blocks
             pos += width * move
         ok = pos < blocks
-        out[rest[ok]] = pos[ok] * size + hits(self._rows[pos[ok]], level[ok]).argmax(axis=1)
+        at, _ = first_hit(self._rows[pos[ok]], level[ok])
+        out[rest[ok]] = pos[ok] * size + at
         return out
 
 
@@ -185,55 +192,104 @@ def none_if_negative(values: np.ndarray) -> list[int | None]:
 
 
 class _Bars:
-    """The arrays a pool search needs, with the two level-search tables built once."""
+    """The arrays a pool search needs, with one level-search table over both sides built once.
 
-    __slots__ = ("above", "below", "close", "high", "low")
+    The table covers ``high``, then (from the next block boundary) one block of ``+inf``, then ``-low`` from
+    ``offset``: a buy-side query that finds nothing above its level in ``high`` stops at the separator (mapped to
+    "not taken"), so the highs and the (negated) lows of a batch are searched in one call.
+    """
+
+    __slots__ = ("close", "high", "low", "offset", "search")
 
     def __init__(self, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> None:
         self.high, self.low, self.close = high, low, close
-        self.above = LevelSearch(high)
-        self.below = LevelSearch(-low)
+        n, size = len(high), LevelSearch.BLOCK
+        self.offset = -(-n // size) * size + size
+        both = np.full(self.offset + n, -np.inf)
+        both[:n] = high
+        both[self.offset - size : self.offset] = np.inf
+        np.negative(low, out=both[self.offset :])
+        self.search = LevelSearch(both)
 
-    def take_status(self, starts: np.ndarray, levels: np.ndarray, above: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(swept_at, run_at) per level, -1 where not taken; see the module docstring."""
-        search, signed = (self.above, levels) if above else (self.below, -levels)
-        taken = search.first_above(starts, signed)
+    def take_status(
+        self, starts: np.ndarray, levels: np.ndarray, above: bool | np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(swept_at, run_at) per level, -1 where not taken; see the module docstring. ``above``: True for a
+        buy-side level, per level or for all."""
+        n = len(self.high)
+        above = np.broadcast_to(np.asarray(above, dtype=bool), levels.shape)
+        starts = np.maximum(np.asarray(starts, dtype=np.int64), 0)
+        taken = self.search.first_above(np.where(above, starts, starts + self.offset), np.where(above, levels, -levels))
+        taken = np.where(above, np.where(taken < n, taken, -1), np.where(taken >= 0, taken - self.offset, -1))
+        taken[starts >= n] = -1
         hit = taken >= 0
         closes = self.close[np.where(hit, taken, 0)]
-        through = (closes > levels) if above else (closes < levels)
+        through = np.where(above, closes > levels, closes < levels)
         return np.where(hit & ~through, taken, -1), np.where(hit & through, taken, -1)
 
 
-def _equal_clusters(idx: np.ndarray, price: np.ndarray, taken: np.ndarray, tol: np.ndarray) -> list[tuple[int, ...]]:
-    """Clusters of equal pivots as positions into ``idx`` (members ascending, the new pivot last), highs
-    orientation (negate prices for lows).
+class _Clusters(NamedTuple):
+    """Equal-pivot clusters, flat: ``members[starts[c] : starts[c + 1]]`` are the positions (into the pivot
+    arrays) of cluster ``c``, ascending, so its new pivot is last; clusters in order of that new pivot."""
+
+    members: np.ndarray
+    starts: np.ndarray  # one offset per cluster, then len(members)
+
+    @classmethod
+    def of(cls, clusters: list[tuple[int, ...]]) -> _Clusters:
+        sizes = np.fromiter(map(len, clusters), dtype=np.int64, count=len(clusters))
+        members = np.fromiter((q for c in clusters for q in c), dtype=np.int64, count=int(sizes.sum()))
+        return cls(members, np.concatenate(([0], np.cumsum(sizes))))
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+
+def _equal_clusters(
+    idx: np.ndarray, price: np.ndarray, taken: np.ndarray, tol: np.ndarray, side: np.ndarray | None = None
+) -> _Clusters:
+    """Clusters of equal pivots (see :class:`_Clusters`), highs orientation (negate prices for lows).
 
     Pivot ``i`` joins pivot ``j > i`` when it is still resting at ``j`` (``taken[i]`` is -1 or ``>= idx[j]``) and
     ``|price[i] - price[j]| <= tol[j]``. Vectorised: candidate pairs come from a price-sorted window search, so
     the work grows with the number of price-close pairs, not with the square of the pivot count.
+    ``side`` (optional, per pivot): only pivots of the same side pair up; the pivots of each side must be
+    contiguous and in bar order (e.g. all highs, then all lows).
     """
     m = len(idx)
     if m < 2:
-        return []
+        return _Clusters.of([])
+    if side is None:
+        side = np.zeros(m, dtype=bool)
     resting_until = np.where(taken < 0, np.iinfo(np.int64).max, taken)
     order = np.argsort(price, kind="stable")
     sorted_price = price[order]
-    lo = np.searchsorted(sorted_price, price - tol, side="left")
-    hi = np.searchsorted(sorted_price, price + tol, side="right")
+    # searched with the keys in price order (nearly sorted, so the binary searches' branches are predictable)
+    lo, hi = np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int64)
+    sorted_tol = tol[order]
+    lo[order] = np.searchsorted(sorted_price, sorted_price - sorted_tol, side="left")
+    hi[order] = np.searchsorted(sorted_price, sorted_price + sorted_tol, side="right")
     counts = hi - lo
     total = int(counts.sum())
     if total > MAX_PAIRS:  # a huge tolerance: the loop keeps memory bounded
-        return _equal_clusters_stack(idx, price, taken, tol)
+        clusters = []
+        for group in np.split(np.arange(m), np.flatnonzero(side[1:] != side[:-1]) + 1):
+            at = int(group[0])
+            part = _equal_clusters_stack(idx[group], price[group], taken[group], tol[group])
+            clusters += [tuple(q + at for q in c) for c in part]
+        return _Clusters.of(clusters)
     j_of = np.repeat(np.arange(m), counts)
     i_of = order[lo[j_of] + np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)]
-    ok = (i_of < j_of) & (resting_until[i_of] >= idx[j_of])
+    ok = (i_of < j_of) & (resting_until[i_of] >= idx[j_of]) & (side[i_of] == side[j_of])
     i_of, j_of = i_of[ok], j_of[ok]
     if len(i_of) == 0:
-        return []
-    srt = np.lexsort((i_of, j_of))
-    i_of, j_of = i_of[srt], j_of[srt]
-    js, starts = np.unique(j_of, return_index=True)
-    return [(*g.tolist(), j) for g, j in zip(np.split(i_of, starts[1:]), js.tolist(), strict=True)]
+        return _Clusters.of([])
+    js = np.unique(j_of)
+    key, member = np.concatenate((j_of, js)), np.concatenate((i_of, js))  # each new pivot closes its cluster
+    srt = np.lexsort((member, key))
+    key = key[srt]
+    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+    return _Clusters(member[srt], np.append(starts, len(key)))
 
 
 def _equal_clusters_stack(
@@ -273,16 +329,22 @@ _SIDE_OBJ = np.array([k.side for k in KINDS], dtype=object)
 
 
 class PoolArrays(NamedTuple):
-    """The pools as parallel arrays (the array stage of :func:`detect_liquidity`), in the same order."""
+    """The pools as parallel arrays (the array stage of :func:`detect_liquidity`), in the same order.
+
+    Members are stored flat: pool ``q`` has the ``size[q]`` member bars ``member_bars[member_starts[q] :
+    member_starts[q] + size[q]]`` (ascending); :meth:`member_tuples` gives them as tuples.
+    """
 
     kind: np.ndarray  # int codes into KINDS
     price: np.ndarray
     index: np.ndarray
-    members: list[tuple[int, ...]]
     first: np.ndarray  # first member bar
     confirmed_at: np.ndarray
     swept_at: np.ndarray  # -1 = not swept
     run_at: np.ndarray  # -1 = not run
+    size: np.ndarray  # number of members
+    member_starts: np.ndarray  # offset of each pool's members in member_bars
+    member_bars: np.ndarray  # flat member bars (not one row per pool: take() leaves it as is)
 
     @property
     def above(self) -> np.ndarray:
@@ -290,47 +352,92 @@ class PoolArrays(NamedTuple):
         return np.array([k.side is LiquiditySide.BUY_SIDE for k in KINDS])[self.kind]
 
     def take(self, rows: np.ndarray) -> PoolArrays:
-        members = [self.members[i] for i in rows.tolist()]
-        return PoolArrays(*(a[rows] if isinstance(a, np.ndarray) else members for a in self))
+        """The pools ``rows`` (positions), in that order."""
+        return PoolArrays(*(a[rows] for a in self[:-1]), self.member_bars)
+
+    def member_tuples(self, rows: np.ndarray | None = None) -> list[tuple[int, ...]]:
+        """The member bars of each pool (of ``rows``, default all) as tuples."""
+        if rows is None:
+            rows = np.arange(len(self.price))
+        rows = np.asarray(rows, dtype=np.int64)
+        out = list(zip(self.first[rows].tolist()))
+        size = self.size[rows]
+        multi = np.flatnonzero(size > 1)
+        if len(multi):
+            flat = self.member_bars.tolist()
+            starts = self.member_starts[rows[multi]]
+            for k, a, b in zip(multi.tolist(), starts.tolist(), (starts + size[multi]).tolist(), strict=True):
+                out[k] = tuple(flat[a:b])
+        return out
+
+    @property
+    def members(self) -> list[tuple[int, ...]]:
+        """:meth:`member_tuples` of all pools (built on each access)."""
+        return self.member_tuples()
 
 
-def _part(kind: PoolKind, price, index, members, conf, swept, run) -> PoolArrays:
-    first = np.array([m[0] for m in members], dtype=np.int64) if members else np.zeros(0, dtype=np.int64)
+def _part(kind: PoolKind | np.ndarray, price, index, conf, swept, run, first, members=None) -> PoolArrays:
+    """One batch of pools; ``kind`` is one kind for all or an array of kind codes. ``members``: ``(bars, starts)``
+    flat (see :class:`PoolArrays`) for multi-member pools; None when each pool's only member is ``first``."""
+    first = np.asarray(first, dtype=np.int64)
+    codes = np.full(len(price), _KIND_CODE[kind], dtype=np.int64) if isinstance(kind, PoolKind) else kind
+    if members is None:
+        size, starts, bars = np.ones(len(first), dtype=np.int64), np.arange(len(first)), first
+    else:
+        bars, all_starts = members
+        size, starts = np.diff(all_starts), all_starts[:-1]
     return PoolArrays(
-        np.full(len(price), _KIND_CODE[kind], dtype=np.int64),
+        codes,
         np.asarray(price, dtype=np.float64),
         np.asarray(index, dtype=np.int64),
-        members,
         first,
         np.asarray(conf, dtype=np.int64),
         np.asarray(swept, dtype=np.int64),
         np.asarray(run, dtype=np.int64),
+        size,
+        starts,
+        bars,
     )
 
 
-def _swing_pools(
-    bars_data: _Bars, atr_values: np.ndarray, *, length: int, tolerance_atr: float, above: bool
-) -> list[PoolArrays]:
-    extreme = bars_data.high if above else bars_data.low
-    bars = np.flatnonzero(pivot_mask(extreme, left=length, right=length, highs=above))
+def _swing_pools(bars_data: _Bars, atr_values: np.ndarray, *, length: int, tolerance_atr: float) -> list[PoolArrays]:
+    """Swing and equal pools of both sides. The highs and the lows are searched together (highs first), so
+    every array step runs once for both sides."""
+    high, low = bars_data.high, bars_data.low
+    hi = np.flatnonzero(pivot_mask(high, left=length, right=length, highs=True))
+    lo = np.flatnonzero(pivot_mask(low, left=length, right=length, highs=False))
+    bars = np.concatenate((hi, lo))
     if len(bars) == 0:
         return []
-    prices = extreme[bars]
+    above = np.arange(len(bars)) < len(hi)
+    prices = np.concatenate((high[hi], low[lo]))
     conf = bars + length
     swept, run = bars_data.take_status(bars + 1, prices, above)
-    kind = PoolKind.SWING_HIGH if above else PoolKind.SWING_LOW
-    parts = [_part(kind, prices, bars, [(b,) for b in bars.tolist()], conf, swept, run)]
+    codes = np.where(above, _KIND_CODE[PoolKind.SWING_HIGH], _KIND_CODE[PoolKind.SWING_LOW])
+    parts = [_part(codes, prices, bars, conf, swept, run, bars)]
     taken = np.where(swept >= 0, swept, run)
-    oriented = prices if above else -prices
-    clusters = _equal_clusters(bars, oriented, taken, tolerance_atr * atr_values[conf])
-    if clusters:
-        ext_pos = np.array([max(c, key=lambda q: oriented[q]) for c in clusters])  # first of equal extremes
-        last = np.array([c[-1] for c in clusters])
+    oriented = np.where(above, prices, -prices)
+    clusters = _equal_clusters(bars, oriented, taken, tolerance_atr * atr_values[conf], side=above)
+    if len(clusters):
+        pos, starts = clusters
+        first, ends = starts[:-1], starts[1:]
+        last = pos[ends - 1]
+        sizes = np.diff(starts)
+        # the extreme member of each cluster, the first one on ties
+        values = oriented[pos]
+        peak = np.maximum.reduceat(values, first)
+        at_peak = values == np.repeat(peak, sizes)
+        ext_pos = pos[np.minimum.reduceat(np.where(at_peak, np.arange(len(pos)), len(pos)), first)]
         levels = prices[ext_pos]
-        e_swept, e_run = bars_data.take_status(bars[last] + 1, levels, above)
-        members = [tuple(bars[list(c)].tolist()) for c in clusters]
-        eq_kind = PoolKind.EQUAL_HIGHS if above else PoolKind.EQUAL_LOWS
-        parts.append(_part(eq_kind, levels, bars[ext_pos], members, conf[last], e_swept, e_run))
+        side = above[last]
+        e_swept, e_run = bars_data.take_status(bars[last] + 1, levels, side)
+        member_bars = bars[pos]
+        eq_codes = np.where(side, _KIND_CODE[PoolKind.EQUAL_HIGHS], _KIND_CODE[PoolKind.EQUAL_LOWS])
+        parts.append(
+            _part(
+                eq_codes, levels, bars[ext_pos], conf[last], e_swept, e_run, member_bars[first], (member_bars, starts)
+            )
+        )
     return parts
 
 
@@ -355,7 +462,7 @@ def _period_pools(bars_data: _Bars, period_id: np.ndarray, *, week: bool) -> lis
             kind = PoolKind.PREVIOUS_WEEK_HIGH if above else PoolKind.PREVIOUS_WEEK_LOW
         else:
             kind = PoolKind.PREVIOUS_DAY_HIGH if above else PoolKind.PREVIOUS_DAY_LOW
-        parts.append(_part(kind, levels, first_hit, [(b,) for b in first_hit.tolist()], conf, swept, run))
+        parts.append(_part(kind, levels, first_hit, conf, swept, run, first_hit))
     return parts
 
 
@@ -374,10 +481,7 @@ def pool_arrays(
     if len(close):
         bars_data = _Bars(high, low, close)
         atr_values = atr(high, low, close, length=atr_length)
-        for above in (True, False):
-            parts += _swing_pools(
-                bars_data, atr_values, length=swing_length, tolerance_atr=equal_tolerance_atr, above=above
-            )
+        parts += _swing_pools(bars_data, atr_values, length=swing_length, tolerance_atr=equal_tolerance_atr)
         if previous_day or previous_week:
             days = candles.index.as_unit("ns").asi8 // NS_PER_DAY  # UTC day number, whatever the index unit
             if previous_day:
@@ -386,12 +490,14 @@ def pool_arrays(
                 parts += _period_pools(bars_data, (days + 3) // 7, week=True)  # 1970-01-05 was a Monday
     if not parts:
         return _part(PoolKind.SWING_HIGH, [], [], [], [], [], [])
-    members = [m for p in parts for m in p.members]
+    # one flat member array: shift each batch's member offsets past the batches before it
+    shift = np.cumsum([0] + [len(p.member_bars) for p in parts[:-1]])
     joined = PoolArrays(
-        *(np.concatenate([p[f] for p in parts]) if f != 3 else members for f in range(len(PoolArrays._fields)))
+        *(np.concatenate([p[f] for p in parts]) for f in range(len(PoolArrays._fields) - 2)),
+        np.concatenate([p.member_starts + at for p, at in zip(parts, shift.tolist(), strict=True)]),
+        np.concatenate([p.member_bars for p in parts]),
     )
-    size = np.array([len(m) for m in members])
-    order = np.lexsort((size, joined.kind, joined.index, joined.confirmed_at))
+    order = np.lexsort((joined.size, joined.kind, joined.index, joined.confirmed_at))
     return joined.take(order)
 
 
@@ -430,7 +536,7 @@ def detect_liquidity(
             _KIND_OBJ[a.kind].tolist(),
             a.price.tolist(),
             a.index.tolist(),
-            a.members,
+            a.member_tuples(),
             a.confirmed_at.tolist(),
             none_if_negative(a.swept_at),
             none_if_negative(a.run_at),
