@@ -40,9 +40,9 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
-from .core import atr, ohlcv_arrays
+from .core import atr
 from .swing_points import pivot_mask
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,8 @@ class LevelSearch:
         padded = np.full((blocks + 1) * self.BLOCK, -np.inf)  # one spare block: every window has BLOCK values
         padded[:n] = values
         self._rows = padded[: blocks * self.BLOCK].reshape(blocks, self.BLOCK)
-        self._windows = sliding_window_view(padded, self.BLOCK)  # row t = values[t : t + BLOCK] (a view)
+        # row t = values[t : t + BLOCK], a read-only view (sliding_window_view without its checks)
+        self._windows = as_strided(padded, (n, self.BLOCK), (padded.strides[0],) * 2, writeable=False)
         table = [np.maximum.reduceat(values, np.arange(0, n, self.BLOCK)) if n else np.zeros(0)]
         step = 1
         while 2 * step <= blocks:
@@ -262,7 +263,7 @@ def _equal_clusters(
     if side is None:
         side = np.zeros(m, dtype=bool)
     resting_until = np.where(taken < 0, np.iinfo(np.int64).max, taken)
-    order = np.argsort(price, kind="stable")
+    order = np.argsort(price)  # the order among equal prices does not matter: whole windows are enumerated
     sorted_price = price[order]
     # searched with the keys in price order (nearly sorted, so the binary searches' branches are predictable)
     lo, hi = np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int64)
@@ -284,7 +285,7 @@ def _equal_clusters(
     i_of, j_of = i_of[ok], j_of[ok]
     if len(i_of) == 0:
         return _Clusters.of([])
-    js = np.unique(j_of)
+    js = j_of[np.concatenate(([True], j_of[1:] != j_of[:-1]))]  # j_of is ascending
     key, member = np.concatenate((j_of, js)), np.concatenate((i_of, js))  # each new pivot closes its cluster
     srt = np.lexsort((member, key))
     key = key[srt]
@@ -476,7 +477,7 @@ def pool_arrays(
     previous_week: bool = True,
 ) -> PoolArrays:
     """The array stage of :func:`detect_liquidity` (same arguments, same order of pools)."""
-    _, high, low, close, _ = ohlcv_arrays(candles)
+    high, low, close = (candles[c].to_numpy(dtype=np.float64) for c in ("high", "low", "close"))
     parts: list[PoolArrays] = []
     if len(close):
         bars_data = _Bars(high, low, close)
