@@ -229,12 +229,13 @@ def together(candles: pd.DataFrame, mtf: Callable[[pd.DataFrame], object]) -> di
     so every module's output is the same objects. Shared: the candle tables (range-search sparse tables), both
     swing sets (structure, breaker sweeps), the internal structure (order blocks, entry models), the swing
     structure (entry models' trend), order blocks (breakers, SMZ, entry models), breakers (SMZ, entry models), FVGs
-    (SMZ, entry models), whale blocks (SMZ), OTE setups (entry models) and dealing ranges (ILP). ``mtf`` is the
+    (as arrays, to SMZ and entry models), whale blocks (SMZ), OTE setups (entry models) and dealing ranges (ILP).
+    ``mtf`` is the
     analyze_mtf adapter of section 1 (higher timeframes resampled outside the timed call)."""
     from ict_modules.breaker_block_detector import detect_breaker_blocks
     from ict_modules.displacement_detector import detect_displacement
     from ict_modules.entry_models import detect_entry_models
-    from ict_modules.fvg_detector import detect_fvgs
+    from ict_modules.fvg_detector import fvg_arrays, fvg_objects
     from ict_modules.ict_whale_detector import detect_whale_blocks
     from ict_modules.ilp_detector import detect_internal_liquidity
     from ict_modules.key_levels import detect_key_levels
@@ -255,7 +256,8 @@ def together(candles: pd.DataFrame, mtf: Callable[[pd.DataFrame], object]) -> di
     internal = structure_arrays(candles, level=StructureLevel.INTERNAL, pivots=internal_pivots, tables=tables)
     order_blocks = detect_order_blocks(candles, events=internal, tables=tables)
     breakers = detect_breaker_blocks(candles, order_blocks=order_blocks, swings=swing_pivots, tables=tables)
-    fvgs = detect_fvgs(candles)
+    gaps = fvg_arrays(candles)  # the FVG module's arrays: its objects and the SMZ / entry-model inputs
+    fvgs = fvg_objects(gaps)
     whales = detect_whale_blocks(candles)
     ranges = detect_dealing_ranges(candles)
     ote = detect_ote(candles)
@@ -271,7 +273,7 @@ def together(candles: pd.DataFrame, mtf: Callable[[pd.DataFrame], object]) -> di
         "ilp_detector": detect_internal_liquidity(candles, ranges=ranges),
         "ict_whale_detector": whales,
         "smz_mapper": detect_smz(
-            candles, order_blocks=order_blocks, breakers=breakers, fvgs=fvgs, whales=whales, tables=tables
+            candles, order_blocks=order_blocks, breakers=breakers, fvgs=gaps, whales=whales, tables=tables
         ),
         "premium_discount": ranges,
         "ote_calculator": ote,
@@ -283,7 +285,7 @@ def together(candles: pd.DataFrame, mtf: Callable[[pd.DataFrame], object]) -> di
             trend_events=trend,
             order_blocks=order_blocks,
             breakers=breakers,
-            fvgs=fvgs,
+            fvgs=gaps,
             ote_setups=ote,
             tables=tables,
         ),

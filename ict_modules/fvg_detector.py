@@ -94,7 +94,12 @@ def detect_fvgs(candles: pd.DataFrame, *, min_size_atr: float = 0.1, atr_length:
     Returns:
         FVGs ordered by ``index`` (at most one per bar: a bar cannot be both a bullish and a bearish c3).
     """
-    a = fvg_arrays(candles, min_size_atr=min_size_atr, atr_length=atr_length)
+    return fvg_objects(fvg_arrays(candles, min_size_atr=min_size_atr, atr_length=atr_length))
+
+
+def fvg_objects(a: FVGArrays) -> list[FVG]:
+    """The :class:`FVG` objects of :func:`fvg_arrays` output (what :func:`detect_fvgs` returns), for a caller that
+    computed the arrays once and also needs the objects."""
     bull_d, bear_d = Direction.BULLISH, Direction.BEARISH
     return [
         FVG(bull_d if d > 0 else bear_d, t, b, i, i - 1, sz, i, tc, c, f, v)

@@ -199,6 +199,8 @@ def detect_smz(
         height = top - bottom
         for cand in recent[sign]:
             _, zt, zb, c0 = cand
+            if zb > top or zt < bottom:  # disjoint (the overlap below would be negative)
+                continue
             overlap = (top if top < zt else zt) - (bottom if bottom > zb else zb)
             if overlap < 0 or overlap < min_overlap * (height if height < zt - zb else zt - zb):
                 continue
@@ -276,19 +278,19 @@ def detect_smz(
     strengths = {(m, c): strength_of(source_sets[m], c) for m, c in set(zip(kinds, members, strict=True))}
     direction_of = (Direction.BEARISH, Direction.BULLISH)
     return [
-        SupplyDemandZone(
-            direction=direction_of[dm],
-            top=tp,
-            bottom=bt,
-            sources=source_sets[kd],
-            members=mb,
-            strength=strengths[(kd, mb)],
-            confirmed_at=cf,
-            first_touch_at=None if a >= n else a,
-            second_touch_at=None if b >= n else b,
-            third_touch_at=None if c >= n else c,
-            merged_at=None if mg >= n else mg,
-            invalidated_at=None if bk >= n else bk,
+        SupplyDemandZone(  # positional, in field order (direction, top, bottom, sources, members, strength, ...)
+            direction_of[dm],
+            tp,
+            bt,
+            source_sets[kd],
+            mb,
+            strengths[(kd, mb)],
+            cf,
+            None if a >= n else a,
+            None if b >= n else b,
+            None if c >= n else c,
+            None if mg >= n else mg,
+            None if bk >= n else bk,
         )
         for dm, tp, bt, kd, mb, cf, a, b, c, mg, bk in zip(
             demand.tolist(),
