@@ -362,13 +362,15 @@ class PoolArrays(NamedTuple):
             rows = np.arange(len(self.price))
         rows = np.asarray(rows, dtype=np.int64)
         out = list(zip(self.first[rows].tolist()))
-        size = self.size[rows]
-        multi = np.flatnonzero(size > 1)
+        multi = np.flatnonzero(self.size[rows] > 1)
         if len(multi):
+            pools, where = np.unique(rows[multi], return_inverse=True)  # one tuple per pool, shared by its rows
             flat = self.member_bars.tolist()
-            starts = self.member_starts[rows[multi]]
-            for k, a, b in zip(multi.tolist(), starts.tolist(), (starts + size[multi]).tolist(), strict=True):
-                out[k] = tuple(flat[a:b])
+            starts = self.member_starts[pools]
+            ends = starts + self.size[pools]
+            tuples = [tuple(flat[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+            for k, u in zip(multi.tolist(), where.tolist(), strict=True):
+                out[k] = tuples[u]
         return out
 
     @property
