@@ -125,12 +125,17 @@ class LevelSearch:
     BLOCK = 32
     __slots__ = ("_n", "_rows", "_table", "_windows")
 
-    def __init__(self, values: np.ndarray) -> None:
+    def __init__(self, values: np.ndarray, *, buffer: np.ndarray | None = None) -> None:
+        """``buffer``: a :meth:`buffer` of ``len(values)`` whose start holds ``values`` (``values`` is then
+        usually a view of it), used as the padded series without a copy."""
         values = np.asarray(values, dtype=np.float64)
         self._n = n = len(values)
         blocks = -(-n // self.BLOCK)
-        padded = np.full((blocks + 1) * self.BLOCK, -np.inf)  # one spare block: every window has BLOCK values
-        padded[:n] = values
+        if buffer is None:
+            padded = self.buffer(n)
+            padded[:n] = values
+        else:
+            padded = buffer
         self._rows = padded[: blocks * self.BLOCK].reshape(blocks, self.BLOCK)
         # row t = values[t : t + BLOCK], a read-only view (sliding_window_view without its checks)
         self._windows = as_strided(padded, (n, self.BLOCK), (padded.strides[0],) * 2, writeable=False)
@@ -141,6 +146,11 @@ class LevelSearch:
             table.append(np.maximum(prev[:-step], prev[step:]))
             step *= 2
         self._table = table
+
+    @classmethod
+    def buffer(cls, n: int) -> np.ndarray:
+        """``-inf`` storage for a series of ``n`` values plus the padding (to whole blocks and one spare block)."""
+        return np.full((-(-n // cls.BLOCK) + 1) * cls.BLOCK, -np.inf)
 
     def first_above(self, starts: np.ndarray, levels: np.ndarray, *, inclusive: bool = False) -> np.ndarray:
         """Per query: the first ``t >= starts[q]`` with ``values[t] > levels[q]`` (``>=`` if ``inclusive``), or -1."""
@@ -206,11 +216,12 @@ class _Bars:
         self.high, self.low, self.close = high, low, close
         n, size = len(high), LevelSearch.BLOCK
         self.offset = -(-n // size) * size + size
-        both = np.full(self.offset + n, -np.inf)
+        total = self.offset + n
+        both = LevelSearch.buffer(total)
         both[:n] = high
         both[self.offset - size : self.offset] = np.inf
-        np.negative(low, out=both[self.offset :])
-        self.search = LevelSearch(both)
+        np.negative(low, out=both[self.offset : total])
+        self.search = LevelSearch(both[:total], buffer=both)
 
     def take_status(
         self, starts: np.ndarray, levels: np.ndarray, above: bool | np.ndarray
@@ -415,7 +426,8 @@ def _swing_pools(bars_data: _Bars, atr_values: np.ndarray, *, length: int, toler
     above = np.arange(len(bars)) < len(hi)
     prices = np.concatenate((high[hi], low[lo]))
     conf = bars + length
-    swept, run = bars_data.take_status(bars + 1, prices, above)
+    # searched from conf + 1: the pivot's own right-hand bars (up to conf) never trade through it
+    swept, run = bars_data.take_status(conf + 1, prices, above)
     codes = np.where(above, _KIND_CODE[PoolKind.SWING_HIGH], _KIND_CODE[PoolKind.SWING_LOW])
     parts = [_part(codes, prices, bars, conf, swept, run, bars)]
     taken = np.where(swept >= 0, swept, run)
@@ -433,7 +445,7 @@ def _swing_pools(bars_data: _Bars, atr_values: np.ndarray, *, length: int, toler
         ext_pos = pos[np.minimum.reduceat(np.where(at_peak, np.arange(len(pos)), len(pos)), first)]
         levels = prices[ext_pos]
         side = above[last]
-        e_swept, e_run = bars_data.take_status(bars[last] + 1, levels, side)
+        e_swept, e_run = bars_data.take_status(conf[last] + 1, levels, side)  # (same reason: level >= its pivot)
         member_bars = bars[pos]
         eq_codes = np.where(side, _KIND_CODE[PoolKind.EQUAL_HIGHS], _KIND_CODE[PoolKind.EQUAL_LOWS])
         parts.append(
