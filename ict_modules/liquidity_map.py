@@ -445,7 +445,11 @@ def _swing_pools(bars_data: _Bars, atr_values: np.ndarray, *, length: int, toler
         ext_pos = pos[np.minimum.reduceat(np.where(at_peak, np.arange(len(pos)), len(pos)), first)]
         levels = prices[ext_pos]
         side = above[last]
-        e_swept, e_run = bars_data.take_status(conf[last] + 1, levels, side)  # (same reason: level >= its pivot)
+        # The level is the extreme member's, and that member was still resting at the new pivot j (it traded
+        # through nothing before bar j, and bars j .. conf[j] do not exceed j's price, which does not exceed the
+        # level): the level is first traded through at that member's own take bar, with the same close. So the
+        # cluster's sweep / run is the extreme member's (what a search from conf[j] + 1 would find).
+        e_swept, e_run = swept[ext_pos], run[ext_pos]
         member_bars = bars[pos]
         eq_codes = np.where(side, _KIND_CODE[PoolKind.EQUAL_HIGHS], _KIND_CODE[PoolKind.EQUAL_LOWS])
         parts.append(
