@@ -18,7 +18,7 @@ from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
-from handlers import (
+from chat.handlers import (
     BadInput,
     CommandSpec,
     Ctx,
@@ -29,8 +29,8 @@ from handlers import (
     reply,
     shown,
 )
-from sender import escape
-from services import Services, get_services, optional_module
+from chat.sender import escape
+from chat.services import Services, get_services, optional_module
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ async def cmd_watchlist(update: Update, context: Ctx) -> None:
         symbol = parse_symbol(args[1], "/watchlist add ADAUSDT")
         if action == "add":
             market = svc.require("market")
-            md = optional_module("market_data")
+            md = optional_module("market.source")
             try:
                 symbol = await asyncio.to_thread(market.validate_symbol, symbol)
             except Exception as exc:

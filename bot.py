@@ -71,11 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Sub-command -> "module:function(args, settings) -> int". Each feature module owns its command.
 COMMANDS: dict[str, str] = {
-    "signal": "signal_cli:main",
-    "backtest": "backtest:main",
+    "signal": "chat.signal_cli:main",
+    "backtest": "research.backtest:main",
     "train": "ml_engine:main",
-    "console": "console:main",
-    None: "telegram_app:main",
+    "console": "chat.console:main",
+    None: "chat.telegram_app:main",
 }
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from timeframes import parse_interval
+from market.timeframes import parse_interval
 
 
 class ConfigError(ValueError):
@@ -57,9 +57,7 @@ class Settings:
         return user_id is not None and (user_id in self.allowed_user_ids or user_id in self.admin_ids)
 
     @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env")
-    ) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env")) -> Settings:
         """Build settings from ``env`` (default: ``os.environ`` over the ``.env`` file); raise ConfigError."""
         values = dict(read_dotenv(dotenv)) if dotenv is not None else {}
         values.update(os.environ if env is None else env)
@@ -99,9 +97,7 @@ def _ids(raw: str) -> frozenset[int]:
     try:
         return frozenset(int(part) for part in raw.split(",") if part.strip())
     except ValueError:
-        raise ValueError(
-            "expected comma-separated numeric Telegram user ids, e.g. 11111111,22222222"
-        ) from None
+        raise ValueError("expected comma-separated numeric Telegram user ids, e.g. 11111111,22222222") from None
 
 
 def _rate(raw: str) -> tuple[int, int]:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from journal import bucket_of, outcome_class
+from store.journal import bucket_of, outcome_class
 
 logger = logging.getLogger(__name__)
 

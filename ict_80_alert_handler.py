@@ -29,9 +29,9 @@ from typing import Any
 
 import pandas as pd
 
+from engine.signal_model import Signal, TradeDirection
 from ict_modules.core import Direction
 from position_manager import Position, PositionState
-from signal_model import Signal, TradeDirection
 
 logger = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from engine.signal_model import Component, NoTrade, Signal, SignalResult, TradeDirection
 from ict_modules.core import Direction, atr, validate_candles
-from signal_model import Component, NoTrade, Signal, SignalResult, TradeDirection
-from timeframes import INTERVALS, interval_timedelta, parse_interval
+from market.timeframes import INTERVALS, interval_timedelta, parse_interval
 
 logger = logging.getLogger(__name__)
 
@@ -1469,7 +1469,7 @@ def _is_missing_interval(exc: Exception) -> bool:
     """A higher timeframe the source cannot serve (bad interval, no data for it), as opposed to a network, rate
     limit or location failure, which propagates."""
     try:
-        import market_data as md
+        from market import source as md
     except ImportError:
         return isinstance(exc, ValueError)
     transient = (md.MarketDataUnavailable, md.RateLimitedError, md.RestrictedLocationError, md.InvalidSymbolError)

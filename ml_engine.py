@@ -724,7 +724,7 @@ def main(args: argparse.Namespace, settings) -> int:
     notes = []
     try:
         if getattr(args, "from_backtest", False):
-            import backtest
+            from research import backtest
 
             mode = backtest.Mode.FAST if getattr(args, "fast", False) else backtest.Mode.EXACT
             summary = backtest.cold_start(settings, journal_path=data_dir / COLD_START_JOURNAL_FILE, mode=mode)

@@ -61,8 +61,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from signal_model import Signal, TradeDirection
-from timeframes import interval_timedelta
+from engine.signal_model import Signal, TradeDirection
+from market.timeframes import interval_timedelta
 
 logger = logging.getLogger(__name__)
 
@@ -668,7 +668,7 @@ class PositionStore:
         self._migrate()
 
     def _quarantine(self, exc: Exception) -> Path:
-        from storage import quarantine
+        from store.storage import quarantine
 
         moved = quarantine(self.path)
         for suffix in ("-wal", "-shm"):

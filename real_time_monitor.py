@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from market.timeframes import interval_timedelta
 from position_manager import (
     EventKind,
     OutboxKind,
@@ -42,7 +43,6 @@ from position_manager import (
     PositionStore,
     apply_candle,
 )
-from timeframes import interval_timedelta
 
 logger = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from signal_model import Signal, iso_utc
-from storage import atomic_write_json, load_json
-from timeframes import interval_timedelta
+from engine.signal_model import Signal, iso_utc
+from market.timeframes import interval_timedelta
+from store.storage import atomic_write_json, load_json
 
 logger = logging.getLogger(__name__)
 

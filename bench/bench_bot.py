@@ -27,9 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import telegram_app  # noqa: E402
+
+from chat.services import build_services  # noqa: E402
 from config import Settings  # noqa: E402
-from sample_source import SampleSource  # noqa: E402
-from services import build_services  # noqa: E402
+from market.sample_source import SampleSource  # noqa: E402
 from tests.fake_telegram import FakeTelegram  # noqa: E402
 
 PAIRS = (("BTCUSDT", "1h"), ("ETHUSDT", "1h"), ("SOLUSDT", "1h"), ("BTCUSDT", "4h"), ("ETHUSDT", "4h"))

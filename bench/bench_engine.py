@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import ict_signal_engine as eng  # noqa: E402
-from charts import render_signal_chart  # noqa: E402
-from sample_source import SampleSource  # noqa: E402
-from signal_model import Signal  # noqa: E402
+from chat.charts import render_signal_chart  # noqa: E402
+from engine.signal_model import Signal  # noqa: E402
+from market.sample_source import SampleSource  # noqa: E402
 
 SERIES = [("BTCUSDT", "1h"), ("ETHUSDT", "4h"), ("SOLUSDT", "1h"), ("BTCUSDT", "15m")]
 CLOCK = pd.Timestamp("2026-04-15 12:00", tz="UTC")  # inside every bundled series

@@ -30,11 +30,11 @@ sys.path.insert(0, str(ROOT))
 import pandas as pd  # noqa: E402
 
 from config import Settings  # noqa: E402
-from journal import Journal  # noqa: E402
+from engine.signal_model import Signal, TradeDirection  # noqa: E402
+from market.sample_source import SampleSource  # noqa: E402
 from position_manager import Position, PositionStore  # noqa: E402
 from real_time_monitor import monitor_tick  # noqa: E402
-from sample_source import SampleSource  # noqa: E402
-from signal_model import Signal, TradeDirection  # noqa: E402
+from store.journal import Journal  # noqa: E402
 
 MONITOR_AT = pd.Timestamp("2025-07-10 12:00", tz="UTC")  # inside the bundled BTCUSDT 1m data
 MONITOR_SYMBOLS = 10  # BTCUSDT and 9 copies of its 1m candles at other price levels
@@ -140,9 +140,9 @@ with FakeBinance(now=sys.argv[3], data_dir=None, frames=frames) as fake:
 
 
 def bench_scan(n_symbols: int, at: str = "2026-04-10 12:00:30") -> None:
-    from binance_client import BinanceClient
-    from scanner import run_scan
+    from market.binance_client import BinanceClient
     from signal_cache import SignalCache
+    from tracking.scanner import run_scan
 
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER, str(ROOT), str(n_symbols), at],

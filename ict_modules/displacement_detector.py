@@ -58,9 +58,7 @@ def detect_displacement(
         min_body_ratio: minimum body / (high - low), i.e. wicks at most ``1 - min_body_ratio`` of the range.
         atr_length: Wilder ATR length in bars.
     """
-    mask = displacement_mask(
-        candles, min_body_atr=min_body_atr, min_body_ratio=min_body_ratio, atr_length=atr_length
-    )
+    mask = displacement_mask(candles, min_body_atr=min_body_atr, min_body_ratio=min_body_ratio, atr_length=atr_length)
     o = candles["open"].to_numpy(dtype=np.float64)
     c = candles["close"].to_numpy(dtype=np.float64)
     h = candles["high"].to_numpy(dtype=np.float64)

@@ -92,9 +92,7 @@ def detect_swing_points(candles: pd.DataFrame, *, left: int = 5, right: int = 5)
     return points
 
 
-def swing_structure(
-    candles: pd.DataFrame, *, internal_length: int = 3, swing_length: int = 10
-) -> SwingStructure:
+def swing_structure(candles: pd.DataFrame, *, internal_length: int = 3, swing_length: int = 10) -> SwingStructure:
     """Internal (minor) and swing (major) pivots, each with ``left = right = length``."""
     return SwingStructure(
         internal=detect_swing_points(candles, left=internal_length, right=internal_length),

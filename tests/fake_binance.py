@@ -39,9 +39,9 @@ from urllib.parse import parse_qsl, urlsplit
 import pandas as pd
 import pytest
 
-from market_data import MarketDataError, to_utc
-from sample_source import SampleSource, default_start
-from timeframes import INTERVAL_MS, candle_open_time, interval_timedelta
+from market.sample_source import SampleSource, default_start
+from market.source import MarketDataError, to_utc
+from market.timeframes import INTERVAL_MS, candle_open_time, interval_timedelta
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
 WEIGHTS = {"/api/v3/ticker/price": 2, "/api/v3/exchangeInfo": 20, "/api/v3/time": 1, "/api/v3/ping": 1}

@@ -12,14 +12,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import backtest
 import ml_engine
-from backtest import CandleArrays, backtest_symbol, resolve_position, run_backtest
+from engine.signal_model import Signal, TradeDirection
 from ict_signal_engine import analyze
-from journal import Journal
+from market.sample_source import SampleSource
 from position_manager import Position, PositionState, apply_candle
-from sample_source import SampleSource
-from signal_model import Signal, TradeDirection
+from research import backtest
+from research.backtest import CandleArrays, backtest_symbol, resolve_position, run_backtest
+from store.journal import Journal
 from tests.helpers import make_candles
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import io
 import pandas as pd
 import pytest
 
-from backtest import CausalFrames, Progress, render_equity_png, stats_of
+from research.backtest import CausalFrames, Progress, render_equity_png, stats_of
 from tests.helpers import sample_candles
 
 

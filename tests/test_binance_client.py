@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 import requests
 
-from binance_client import BinanceClient, RetryPolicy, api_error, klines_frame
 from config import Settings
-from market_data import (
+from market.binance_client import BinanceClient, RetryPolicy, api_error, klines_frame
+from market.factory import create_market_data
+from market.sample_source import SampleSource
+from market.source import (
     InvalidIntervalError,
     InvalidSymbolError,
     MarketData,
@@ -19,9 +21,7 @@ from market_data import (
     MarketDataUnavailable,
     RateLimitedError,
     RestrictedLocationError,
-    create_market_data,
 )
-from sample_source import SampleSource
 from tests.fake_binance import SAMPLE_DIR, FakeBinance, Reply
 
 T = pd.Timestamp

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib.util
 import io
 import logging
 import re
@@ -19,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import telegram_app
+from chat import telegram_app
+from chat.services import build_services
 from config import Settings
-from services import build_services
 from tests.fake_telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,12 +30,9 @@ OTHER = 3003
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIXED_NOW = pd.Timestamp("2026-03-02 12:05", tz="UTC")
 
-ENGINE_READY = all(importlib.util.find_spec(m) for m in ("ict_signal_engine", "charts", "formatting", "sample_source"))
-needs_engine = pytest.mark.skipif(not ENGINE_READY, reason="engine, charts or formatting not in this checkout yet")
-
 
 def sample_market(frames_failing: bool = False):
-    from sample_source import SampleSource
+    from market.sample_source import SampleSource
 
     return SampleSource(ROOT / "data" / "sample", clock=lambda: FIXED_NOW)
 
@@ -65,7 +61,7 @@ class FailingMarket:
     """A market-data source whose every call fails like an unreachable Binance."""
 
     def __init__(self) -> None:
-        import market_data
+        from market import source as market_data
 
         self.error = market_data.MarketDataUnavailable("Binance is unreachable (connection refused)")
 
@@ -110,7 +106,7 @@ async def bot(tg, tmp_path):
 
 def run_bot(tg: FakeTelegram, tmp_path: Path, market=None, **overrides):
     settings = make_settings(tg, tmp_path, **overrides)
-    market = market or (sample_market() if importlib.util.find_spec("sample_source") else None)
+    market = market or sample_market()
     application = telegram_app.build_application(
         settings, services_factory=lambda: build_services(settings, mode="telegram", market=market)
     )
@@ -347,10 +343,9 @@ async def test_rate_limit_says_when_to_try_again_admins_exempt(tg, tmp_path):
         assert not [c for c in tg.calls("sendMessage", chat_id=ADMIN) if "Rate limit" in c.text]
 
 
-@needs_engine
 async def test_binance_failing_is_a_clear_reply_and_the_bot_keeps_serving(tg, tmp_path):
     """The real Binance client against the local Binance-shaped server: 503s until the client gives up."""
-    from binance_client import BinanceClient
+    from market.binance_client import BinanceClient
     from tests.fake_binance import FakeBinance, Reply
 
     with FakeBinance(now="2026-03-02 12:05") as binance:
@@ -388,7 +383,7 @@ async def test_unexpected_error_is_logged_user_gets_one_line_admins_are_notified
 
 def levels_in(text: str) -> dict[str, float]:
     """Entry / SL / TP1-3 as shown in the message text."""
-    from sender import strip_html
+    from chat.sender import strip_html
 
     plain = strip_html(text)
     found = {}
@@ -399,7 +394,6 @@ def levels_in(text: str) -> dict[str, float]:
     return found
 
 
-@needs_engine
 async def test_signal_sends_a_png_chart_and_ordered_levels_then_buttons_work(tg, bot):
     symbol, tf = pair_with("signal")
     tg.send_message(f"/signal {symbol} {tf}", user_id=USER)
@@ -427,7 +421,6 @@ async def test_signal_sends_a_png_chart_and_ordered_levels_then_buttons_work(tg,
     assert len(tg.calls("answerCallbackQuery")) == 2  # each press answered exactly once
 
 
-@needs_engine
 async def test_no_trade_is_a_chart_with_reasons_and_a_refresh_button(tg, bot):
     symbol, tf = pair_with("no-trade")
     tg.send_message(f"/signal {symbol} {tf}", user_id=USER)
@@ -437,9 +430,8 @@ async def test_no_trade_is_a_chart_with_reasons_and_a_refresh_button(tg, bot):
     assert call.buttons() == [("🔄 Refresh", f"sig|r|{symbol}|{tf}")]
 
 
-@needs_engine
 async def test_requested_signal_above_threshold_is_tracked_and_broadcast_once(tg, tmp_path):
-    from signal_model import Signal
+    from engine.signal_model import Signal
 
     async with run_bot(tg, tmp_path, min_confidence=0.0) as application:
         services = application.bot_data["services"]
@@ -489,7 +481,6 @@ async def test_stats_journal_report_commands_and_the_report_job(tg, bot):
     assert len([c for c in tg.calls(chat_id=OTHER) if c.method in ("sendPhoto", "sendMessage")]) == expected
 
 
-@needs_engine
 async def test_scan_train_market_and_pause_state(tg, tmp_path):
     async with run_bot(tg, tmp_path, watchlist=("BTCUSDT", "ETHUSDT"), auto_signal_timeframes=("4h",)) as app:
         tg.send_message("/market", user_id=USER)
@@ -559,7 +550,6 @@ async def test_non_text_messages_get_a_hint_in_private_and_silence_in_groups(tg,
     assert not tg.calls(chat_id=-4242)
 
 
-@needs_engine
 async def test_signal_without_timeframe_uses_the_users_setting(tg, bot):
     tg.send_message("/settings tf 4h", user_id=USER)
     await tg.wait_for("sendMessage", chat_id=USER)

@@ -11,11 +11,8 @@ from types import SimpleNamespace
 import pytest
 from telegram.error import BadRequest, Forbidden, RetryAfter, TimedOut
 
-import glossary
-import handlers
-import sender
-import telegram_app
-from services import RateLimiter, RecentResults
+from chat import glossary, handlers, sender, telegram_app
+from chat.services import RateLimiter, RecentResults
 
 # -- split_html ----------------------------------------------------------------------------------------------
 
@@ -291,8 +288,8 @@ def test_retry_after_seconds_accepts_int_and_timedelta():
 
 
 async def test_enough_new_outcomes_trigger_one_retrain(tmp_path):
+    from chat.services import Services
     from position_manager import PositionStore
-    from services import Services
 
     store = PositionStore(tmp_path / "positions.db")
     started = []

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 import ict_signal_engine as eng
-from charts import render_signal_chart
-from sample_source import SampleSource
-from signal_model import NoTrade, Signal
+from chat.charts import render_signal_chart
+from engine.signal_model import NoTrade, Signal
+from market.sample_source import SampleSource
 from tests.helpers import SAMPLE_DIR
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -50,7 +50,7 @@ def _btc_analysis(market):
 
 
 def test_candles_are_drawn_by_mplfinance(market, monkeypatch):
-    import charts
+    from chat import charts
 
     calls = []
     real = charts.mpf.plot
@@ -76,7 +76,7 @@ def test_candles_are_drawn_by_mplfinance(market, monkeypatch):
 
 
 def test_figure_closed_when_drawing_fails(market, monkeypatch):
-    import charts
+    from chat import charts
 
     def boom(*args, **kwargs):
         raise RuntimeError("overlay failed")
@@ -97,7 +97,7 @@ def test_chart_without_volume(market):
 
 
 def test_labels_do_not_overlap_and_optional_ones_are_dropped():
-    import charts
+    from chat import charts
 
     fig, ax = plt.subplots(figsize=(6, 4))
     try:

@@ -74,9 +74,7 @@ def test_token_is_never_shown():
 
 def test_dotenv_file_is_read_and_environment_wins(tmp_path):
     env_file = tmp_path / ".env"
-    env_file.write_text(
-        '# comment\nexport MIN_CONFIDENCE=70\nWATCHLIST="ETHUSDT"\nBOT_TIMEZONE=UTC # inline\n'
-    )
+    env_file.write_text('# comment\nexport MIN_CONFIDENCE=70\nWATCHLIST="ETHUSDT"\nBOT_TIMEZONE=UTC # inline\n')
     assert read_dotenv(env_file)["BOT_TIMEZONE"] == "UTC"
     s = Settings.from_env({"WATCHLIST": "SOLUSDT"}, dotenv=env_file)
     assert s.min_confidence == 70 and s.watchlist == ("SOLUSDT",)

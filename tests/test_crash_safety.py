@@ -12,10 +12,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from journal import Journal
 from position_manager import PositionStore
 from signal_cache import SignalCache
-from storage import LoadStatus, load_json
+from store.journal import Journal
+from store.storage import LoadStatus, load_json
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = 10
@@ -26,11 +26,11 @@ CHILD = r"""
 import sys
 from datetime import UTC, datetime, timedelta
 sys.path.insert(0, sys.argv[2])
-from journal import Journal
+from store.journal import Journal
 from position_manager import PositionStore
-from scanner import track_signal
+from tracking.scanner import track_signal
 from signal_cache import SignalCache
-from signal_model import Signal, TradeDirection
+from engine.signal_model import Signal, TradeDirection
 
 data, offset = sys.argv[1], int(sys.argv[3])
 store = PositionStore(f"{data}/positions.db")
@@ -110,10 +110,10 @@ import sys
 from datetime import UTC, datetime, timedelta
 sys.path.insert(0, sys.argv[2])
 import pandas as pd
-from journal import Journal
+from store.journal import Journal
 from position_manager import Position, PositionStore
 from real_time_monitor import monitor_tick
-from sample_source import SampleSource
+from market.sample_source import SampleSource
 from tests.test_crash_safety import monitor_path, monitor_signal, T_START
 
 data = sys.argv[1]
@@ -139,7 +139,7 @@ T_START = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 
 
 def monitor_signal():
-    from signal_model import Signal, TradeDirection
+    from engine.signal_model import Signal, TradeDirection
 
     return Signal(
         symbol="BTCUSDT", timeframe="1h", direction=TradeDirection.LONG, entry=100.0, entry_low=100.0,

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 import ict_signal_engine as eng
-from signal_model import NoTrade, Signal
+from engine.signal_model import NoTrade, Signal
+from market.timeframes import interval_timedelta
 from tests.helpers import sample_candles, scaled
-from timeframes import interval_timedelta
 
 # (symbol, entry timeframe, its higher timeframes available in data/sample)
 SERIES = [

@@ -9,12 +9,12 @@ from types import SimpleNamespace
 import pytest
 
 import ict_signal_engine as eng
+from engine.signal_model import NoTrade, Signal, TradeDirection
 from ict_modules.core import Direction
 from ict_modules.liquidity_map import LiquidityPool, LiquiditySide, PoolKind
 from ict_modules.market_structure import StructureEvent, StructureKind, StructureLevel
 from ict_modules.order_block_detector import OrderBlock
 from ict_modules.swing_points import SwingKind, SwingPoint
-from signal_model import NoTrade, Signal, TradeDirection
 from tests.helpers import make_candles
 
 BULL, BEAR = Direction.BULLISH, Direction.BEARISH

@@ -13,8 +13,8 @@ Expected by the rules (docs/engine.md), from the candles themselves:
 import pytest
 
 import ict_signal_engine as eng
+from engine.signal_model import Signal, TradeDirection
 from ict_modules.core import atr
-from signal_model import Signal, TradeDirection
 from tests.helpers import make_candles
 
 MIRROR = 240.0

@@ -5,14 +5,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from formatting import (
+from chat.formatting import (
     CAPTION_LIMIT,
     format_price,
     format_signal_details_html,
     format_signal_html,
     format_signal_text,
 )
-from signal_model import Component, NoTrade, Signal, TradeDirection
+from engine.signal_model import Component, NoTrade, Signal, TradeDirection
 
 T = datetime(2025, 7, 1, 14, tzinfo=UTC)
 HOSTILE = "<b>&evil</b><script>"

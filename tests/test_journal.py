@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import pytest
 
-from journal import Journal, compute_stats, format_journal_html, format_stats_html
+from engine.signal_model import Component, Signal, TradeDirection
 from position_manager import Position, PositionStore, close_position
-from signal_model import Component, Signal, TradeDirection
-from storage import LoadStatus, atomic_write_json, load_json
+from store.journal import Journal, compute_stats, format_journal_html, format_stats_html
+from store.storage import LoadStatus, atomic_write_json, load_json
 from tests.test_positions import T0, make_signal, walk
 
 

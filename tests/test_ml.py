@@ -286,8 +286,8 @@ def test_train_cli_json_report(tmp_path, capsys):
 
 
 def test_cold_start_writes_a_training_journal(tmp_path):
-    import backtest
     from config import Settings
+    from research import backtest
     from tests.helpers import SAMPLE_DIR
 
     settings = Settings(bot_data_dir=tmp_path, sample_data_dir=SAMPLE_DIR, market_data="sample")
@@ -314,9 +314,9 @@ def test_train_cli_cold_start_failure_is_one_line(tmp_path, capsys):
 
 
 def test_cold_start_is_offline_safe(tmp_path):
-    import backtest
     from config import Settings
-    from market_data import MarketDataUnavailable
+    from market.source import MarketDataUnavailable
+    from research import backtest
     from tests.helpers import SAMPLE_DIR
 
     def offline(settings):

@@ -9,13 +9,13 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from engine.signal_model import TradeDirection
 from ict_80_alert_handler import Action, Check, Recommendation, decide, evaluate
 from ict_modules.core import Direction
-from journal import Journal
+from market.sample_source import SampleSource
 from position_manager import Position, PositionState, PositionStore
 from real_time_monitor import close_and_journal, format_positions_html, monitor_tick, sync_journal
-from sample_source import SampleSource
-from signal_model import TradeDirection
+from store.journal import Journal
 from tests.helpers import make_candles, sample_candles
 from tests.test_positions import T0, make_signal
 
@@ -257,7 +257,7 @@ def test_80_percent_handler_on_the_sample_market_through_the_engine():
 
 
 def test_monitor_catches_a_wick_through_the_binance_client(tmp_path):
-    from binance_client import BinanceClient
+    from market.binance_client import BinanceClient
     from tests.fake_binance import FakeBinance
 
     rows = [(100, 100.5, 99.5, 100.2)] * 5 + [(100.2, 100.3, 94.8, 99.9)] + [(99.9, 100.4, 99.6, 100.1)] * 10

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from engine.signal_model import Signal, TradeDirection
 from position_manager import (
     PENDING_EXPIRY_CANDLES,
     EventKind,
@@ -17,7 +18,6 @@ from position_manager import (
     apply_candle,
     close_position,
 )
-from signal_model import Signal, TradeDirection
 
 T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from daily_reports import build_report
-from journal import Journal
 from position_manager import Position, PositionStore
+from store.journal import Journal
 from tests.test_positions import make_signal
 
 NOW = datetime(2025, 3, 10, 8, 0, tzinfo=UTC)

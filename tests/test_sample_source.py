@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market_data import InvalidIntervalError, InvalidSymbolError, MarketData, MarketDataError
-from sample_source import (
+from market.sample_source import (
     SampleSource,
     bucket_opens,
     can_build,
@@ -18,8 +17,9 @@ from sample_source import (
     replay_clock,
     resample,
 )
+from market.source import InvalidIntervalError, InvalidSymbolError, MarketData, MarketDataError
+from market.timeframes import INTERVALS, candle_open_time, interval_timedelta
 from tests.helpers import SAMPLE_DIR, make_candles, sample_candles
-from timeframes import INTERVALS, candle_open_time, interval_timedelta
 
 T = pd.Timestamp
 

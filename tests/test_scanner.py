@@ -8,15 +8,15 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from binance_client import BinanceClient
 from config import Settings
-from journal import Journal
+from engine.signal_model import NoTrade
+from market.binance_client import BinanceClient
 from position_manager import PositionState, PositionStore, UserSettings
-from scanner import run_scan, track_signal
 from signal_cache import SignalCache
-from signal_model import NoTrade
+from store.journal import Journal
 from tests.fake_binance import FakeBinance
 from tests.test_positions import T0, make_signal
+from tracking.scanner import run_scan, track_signal
 
 # The close of the 2026-07-24 03:00 UTC BTCUSDT 1h candle: the engine finds a long setup there on the sample data.
 SCAN_AT = "2026-07-24 04:00:20"
@@ -66,7 +66,7 @@ def test_scheduled_scan_end_to_end_broadcasts_once_per_subscriber(tmp_path):
 
 
 def _signal_of(store, position):
-    from signal_model import Signal, TradeDirection
+    from engine.signal_model import Signal, TradeDirection
 
     data = store.signal_json(position.id)
     return Signal(

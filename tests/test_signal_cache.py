@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
+from engine.signal_model import TradeDirection
 from signal_cache import TTL_CANDLES, SignalCache
-from signal_model import TradeDirection
 from tests.test_positions import T0, make_signal
 
 

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from signal_model import NoTrade, Signal, TradeDirection
+from engine.signal_model import NoTrade, Signal, TradeDirection
 
 T = datetime(2025, 7, 1, 14, tzinfo=UTC)
 

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from timeframes import candle_open_time, interval_timedelta, parse_interval
+from market.timeframes import candle_open_time, interval_timedelta, parse_interval
 
 
 def test_parse_interval():

@@ -37,7 +37,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ict_modules.core import OHLCV, validate_candles
-from market_data import (
+from market.source import (
     InvalidIntervalError,
     InvalidSymbolError,
     LRUCache,
@@ -49,7 +49,7 @@ from market_data import (
     normalize_symbol,
     to_utc,
 )
-from timeframes import candle_open_time
+from market.timeframes import candle_open_time
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from config import Settings
-from timeframes import parse_interval
+from market.timeframes import parse_interval
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +54,10 @@ def _predictor(settings: Settings):
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    import market_data as md
-    from formatting import format_signal_text
+    from chat.formatting import format_signal_text
     from ict_signal_engine import EngineConfig, analyze
+    from market import source as md
+    from market.factory import create_market_data
 
     try:
         symbol = md.normalize_symbol(args.symbol)
@@ -70,7 +71,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         # the candles closed by TIME (a Binance "now" is the real one, and --at is in the past)
         settings = dataclasses.replace(settings, sample_start=at.to_pydatetime(), sample_speed=0.0)
     try:
-        market = md.create_market_data(settings)
+        market = create_market_data(settings)
         symbol = market.validate_symbol(symbol)
         analysis = analyze(
             market,
@@ -98,7 +99,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(format_signal_text(result, settings.tz))
     if args.chart:
-        from charts import render_signal_chart
+        from chat.charts import render_signal_chart
 
         path = Path(args.chart)
         try:

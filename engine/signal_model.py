@@ -75,10 +75,7 @@ class Signal:
         if not self.entry_low <= self.entry <= self.entry_high:
             raise ValueError("signal entry must lie inside its entry zone")
         s = self.direction.sign
-        if (
-            not s * (self.entry - self.sl) > 0
-            or not s * (self.entry_low if s > 0 else self.entry_high) > s * self.sl
-        ):
+        if not s * (self.entry - self.sl) > 0 or not s * (self.entry_low if s > 0 else self.entry_high) > s * self.sl:
             raise ValueError(f"{self.direction} stop {self.sl} is on the wrong side of the entry zone")
         if not s * self.entry < s * self.tp1 < s * self.tp2 < s * self.tp3:
             raise ValueError(f"{self.direction} targets must be ordered beyond the entry: entry<TP1<TP2<TP3")

@@ -44,9 +44,9 @@ import numpy as np
 import pandas as pd
 
 import ict_signal_engine as engine
-import journal
+from market.timeframes import INTERVAL_MS, interval_timedelta
 from position_manager import Position, apply_candle
-from timeframes import INTERVAL_MS, interval_timedelta
+from store import journal
 
 logger = logging.getLogger(__name__)
 
@@ -887,7 +887,7 @@ def _parse_time(text: str | None, name: str):
 
 def parse_request(args: argparse.Namespace, market) -> tuple[list[str], str, Any, Any]:
     """(symbols, timeframe, start, end) from the CLI arguments; raises _BadArguments with a one-line reason."""
-    from timeframes import parse_interval
+    from market.timeframes import parse_interval
 
     try:
         timeframe = parse_interval(args.timeframe)
@@ -910,7 +910,8 @@ def parse_request(args: argparse.Namespace, market) -> tuple[list[str], str, Any
 
 def main(args: argparse.Namespace, settings) -> int:
     """``python bot.py backtest``: 0 done, 2 bad arguments (one line on stderr), 1 market-data failure."""
-    from market_data import MarketDataError, create_market_data
+    from market.factory import create_market_data
+    from market.source import MarketDataError
 
     data_dir = Path(settings.bot_data_dir)
     try:
@@ -957,7 +958,7 @@ COLD_START_DAYS = 365  # history replayed per series and timeframe
 
 def _sample_market(settings):
     """The bundled sample data with the clock at the end of the data (everything is history)."""
-    from sample_source import SampleSource
+    from market.sample_source import SampleSource
 
     source = SampleSource(settings.sample_data_dir)
     last = max(end for _, end in source.data_spans().values())
@@ -980,7 +981,7 @@ def cold_start(
     to one journal (``journal_path``, live format) for training. Offline-safe. Returns a short summary.
 
     ``online``: factory of the Binance market data (default ``market_data.create_market_data``; tests inject)."""
-    from market_data import MarketDataError
+    from market.source import MarketDataError
 
     timeframes = tuple(timeframes or settings.auto_signal_timeframes)
     mode = Mode(mode)
@@ -990,7 +991,7 @@ def cold_start(
     notes = []
     if settings.market_data == "binance":
         try:
-            from market_data import create_market_data
+            from market.factory import create_market_data
 
             market = (online or create_market_data)(settings)
             market.latency_ms()

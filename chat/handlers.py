@@ -27,10 +27,10 @@ from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Upd
 from telegram.constants import ChatAction, ChatType
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
-import glossary
-from sender import escape
-from services import NotAvailable, Services, get_services, optional_module
-from timeframes import INTERVALS, parse_interval
+from chat import glossary
+from chat.sender import escape
+from chat.services import NotAvailable, Services, get_services, optional_module
+from market.timeframes import INTERVALS, parse_interval
 
 logger = logging.getLogger(__name__)
 
@@ -241,9 +241,9 @@ async def run_signal(update: Update, context: Ctx, symbol: str, timeframe: str) 
     if chat_id is None:
         return
     engine = svc.module("ict_signal_engine", "Signal analysis")
-    formatting = svc.module("formatting", "Signal formatting")
+    formatting = svc.module("chat.formatting", "Signal formatting")
     market = svc.require("market")
-    md = optional_module("market_data")
+    md = optional_module("market.source")
     market_errors: tuple[type[BaseException], ...] = (md.MarketDataError,) if md else ()
     await svc.sender.action(chat_id, ChatAction.UPLOAD_PHOTO)  # "sending a photo…" while the analysis runs
     try:
@@ -276,7 +276,7 @@ async def run_signal(update: Update, context: Ctx, symbol: str, timeframe: str) 
 
 async def render_chart(svc: Services, analysis: Any) -> bytes | None:
     """The chart PNG, or None (logged) when the chart module is missing or fails: the text still goes out."""
-    charts = optional_module("charts")
+    charts = optional_module("chat.charts")
     if charts is None:
         return None
     try:
@@ -291,7 +291,7 @@ async def track(context: Ctx, svc: Services, chat_id: int, signal: Any, html_tex
     broadcast). Alerts go to the requester and the eligible subscribers; the broadcast goes to the subscribers
     but not to the requester, who already has the signal: their outbox copy is recorded as sent in the same
     transaction (the scanner's per-chat dedupe key)."""
-    scanner = optional_module("scanner")
+    scanner = optional_module("tracking.scanner")
     if scanner is None or svc.store is None:
         return
 
@@ -458,7 +458,7 @@ async def cmd_close(update: Update, context: Ctx) -> None:
 async def cmd_stats(update: Update, context: Ctx) -> None:
     svc = get_services(context)
     journal = svc.require("journal")
-    journal_module = svc.module("journal", "Statistics")
+    journal_module = svc.module("store.journal", "Statistics")
     text = journal_module.format_stats_html(await asyncio.to_thread(journal.stats))
     await reply(update, context, text)
 
@@ -472,7 +472,7 @@ async def cmd_journal(update: Update, context: Ctx) -> None:
             raise BadInput(f"'{shown(args[0])}' is not a count from 1 to 100.", "/journal 20")
         count = int(args[0])
     journal = svc.require("journal")
-    journal_module = svc.module("journal", "The journal")
+    journal_module = svc.module("store.journal", "The journal")
     records = await asyncio.to_thread(journal.records, count)
     text = journal_module.format_journal_html(records, n=count, tz=svc.settings.tz)
     await reply(update, context, text)
@@ -727,7 +727,7 @@ async def on_callback(update: Update, context: Ctx) -> None:
             if result is None:
                 await answer("This signal is no longer in memory; send /signal again for fresh details.")
                 return
-            formatting = svc.module("formatting", "Signal details")
+            formatting = svc.module("chat.formatting", "Signal details")
             await answer()
             await reply(update, context, formatting.format_signal_details_html(result, svc.settings.tz))
         elif kind == "set":

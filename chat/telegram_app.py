@@ -28,10 +28,10 @@ from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError, 
 from telegram.ext import AIORateLimiter, Application, ContextTypes, Defaults
 from telegram.request import BaseRequest
 
-import handlers
+from chat import handlers
+from chat.sender import Delivery, Sender, escape
+from chat.services import SERVICES_KEY, NotAvailable, Services, build_services, get_services, optional_module
 from config import Settings
-from sender import Delivery, Sender, escape
-from services import SERVICES_KEY, NotAvailable, Services, build_services, get_services, optional_module
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ async def scan_now(application: Application, *, forced: bool = False) -> str:
         return "Scheduled signals are paused."
     if services.scan_lock.locked():
         return "A scan is already running."
-    scanner = services.module("scanner", "Scanning")
+    scanner = services.module("tracking.scanner", "Scanning")
     symbols = await asyncio.to_thread(handlers.scan_symbols, services)
     async with services.scan_lock:
         result = await asyncio.to_thread(scanner.run_scan, services, symbols, services.settings.auto_signal_timeframes)

@@ -195,10 +195,10 @@ def build_services(settings: Settings, *, mode: str, market: Any | None = None) 
     if market is not None:
         services.market = market
     else:
-        attempt("market", "market_data", lambda m: m.create_market_data(settings))
+        attempt("market", "market.factory", lambda m: m.create_market_data(settings))
     attempt("engine_config", "ict_signal_engine", lambda m: m.EngineConfig.from_settings(settings))
     attempt("store", "position_manager", lambda m: m.PositionStore(data / "positions.db"))
-    attempt("journal", "journal", lambda m: m.Journal(data))
+    attempt("journal", "store.journal", lambda m: m.Journal(data))
     attempt("cache", "signal_cache", lambda m: m.SignalCache(data / "sent_signals_cache.json"))
 
     def load_predictor(m: ModuleType) -> Any:

@@ -15,7 +15,7 @@ import math
 from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
-from signal_model import NoTrade, Signal, SignalResult, TradeDirection
+from engine.signal_model import NoTrade, Signal, SignalResult, TradeDirection
 
 CAPTION_LIMIT = 1024
 _COMPONENT_NAMES = {

@@ -1,8 +1,9 @@
-"""Market data: the one small interface every other module uses, its errors, a cache and the factory.
+"""Market data: the one small interface every other module uses, its errors and a cache (the factory is
+``market.factory``).
 
 Two implementations stand behind ``MarketData``:
-- ``binance_client.BinanceClient``: Binance spot REST (``MARKET_DATA=binance``, the default);
-- ``sample_source.SampleSource``: bundled real Binance candles replayed on a clock (``MARKET_DATA=sample``).
+- ``market.binance_client.BinanceClient``: Binance spot REST (``MARKET_DATA=binance``, the default);
+- ``market.sample_source.SampleSource``: bundled real Binance candles replayed on a clock (``MARKET_DATA=sample``).
 
 Both are synchronous and blocking; code on the asyncio loop calls them through ``asyncio.to_thread``.
 Every candle frame they return is the canonical frame of ``ict_modules.core.validate_candles`` (UTC
@@ -15,14 +16,11 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import pandas as pd
 
-from timeframes import parse_interval
-
-if TYPE_CHECKING:
-    from config import Settings
+from market.timeframes import parse_interval
 
 
 class MarketDataError(Exception):
@@ -150,18 +148,3 @@ class LRUCache(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._items)
-
-
-def create_market_data(settings: Settings) -> MarketData:
-    """The market-data source chosen by ``settings.market_data`` (``binance`` or ``sample``)."""
-    if settings.market_data == "sample":
-        from sample_source import SampleSource
-
-        return SampleSource(
-            settings.sample_data_dir,
-            start=settings.sample_start,
-            speed=settings.sample_speed,
-        )
-    from binance_client import BinanceClient
-
-    return BinanceClient(settings.binance_api_base_url)

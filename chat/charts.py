@@ -23,10 +23,10 @@ import matplotlib.pyplot as plt
 import mplfinance as mpf
 import pandas as pd
 
-from formatting import format_price
+from chat.formatting import format_price
+from engine.signal_model import Signal, TradeDirection
 from ict_modules.core import Direction
 from ict_signal_engine import Analysis, Snapshot
-from signal_model import Signal, TradeDirection
 
 logger = logging.getLogger(__name__)
 

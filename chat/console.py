@@ -33,9 +33,9 @@ from typing import Any, TextIO
 from telegram import Update
 from telegram.request import BaseRequest, RequestData
 
-import telegram_app
+from chat import telegram_app
+from chat.sender import strip_html
 from config import Settings
-from sender import strip_html
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ict_modules.core import OHLCV, validate_candles
-from market_data import (
+from market.source import (
     InvalidSymbolError,
     MarketDataError,
     checked_interval,
@@ -37,7 +37,7 @@ from market_data import (
     normalize_symbol,
     to_utc,
 )
-from timeframes import INTERVAL_MS, candle_open_time, interval_timedelta
+from market.timeframes import INTERVAL_MS, candle_open_time, interval_timedelta
 
 logger = logging.getLogger(__name__)
 

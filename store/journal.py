@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from signal_model import Signal, iso_utc
-from storage import LoadStatus, atomic_write_json, load_json
+from engine.signal_model import Signal, iso_utc
+from store.storage import LoadStatus, atomic_write_json, load_json
 
 logger = logging.getLogger(__name__)
 

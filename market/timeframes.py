@@ -48,9 +48,7 @@ def candle_open_time(ts: pd.Timestamp, interval: str) -> pd.Timestamp:
 
     Minutes, hours and days align to the Unix epoch; weeks start on Monday 00:00 UTC; months on the 1st.
     """
-    ts = (
-        pd.Timestamp(ts).tz_convert("UTC") if pd.Timestamp(ts).tzinfo else pd.Timestamp(ts).tz_localize("UTC")
-    )
+    ts = pd.Timestamp(ts).tz_convert("UTC") if pd.Timestamp(ts).tzinfo else pd.Timestamp(ts).tz_localize("UTC")
     if interval == "1M":
         return ts.normalize().replace(day=1)
     if interval == "1w":

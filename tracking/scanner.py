@@ -25,8 +25,8 @@ from typing import Any
 
 import pandas as pd
 
+from engine.signal_model import Signal
 from position_manager import OutboxKind, Position, PositionStore
-from signal_model import Signal
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def _default_analyze(settings: Any) -> Callable[..., Any]:
 def _render(analysis: Any, render_chart: Callable[[Any], bytes] | None) -> bytes | None:
     try:
         if render_chart is None:
-            import charts
+            from chat import charts
 
             render_chart = charts.render_signal_chart
         return render_chart(analysis)
@@ -156,7 +156,7 @@ def _render(analysis: Any, render_chart: Callable[[Any], bytes] | None) -> bytes
 def _format(signal: Signal, tz: str, format_html: Callable[..., str] | None) -> str:
     try:
         if format_html is None:
-            import formatting
+            from chat import formatting
 
             format_html = formatting.format_signal_html
         return format_html(signal, tz)

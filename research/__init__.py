@@ -1,0 +1,1 @@
+"""Offline research: the backtest that replays history through the live engine and position logic."""
