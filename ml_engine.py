@@ -50,7 +50,6 @@ import logging
 import math
 import os
 import pickle
-import platform
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -61,6 +60,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from research.ml_metrics import ModelMetrics, activation, evaluate
+from research.ml_models import ModelKind, fit, fit_predict, library_versions
 
 logger = logging.getLogger(__name__)
 
@@ -75,13 +77,6 @@ JOURNAL_FILE = "trading_journal.json"
 COLD_START_JOURNAL_FILE = "cold_start_journal.json"  # written by train --from-backtest
 WIN_REASONS = {"TP1", "TP2", "TP3", "BE"}
 LOSS_REASONS = {"SL"}
-
-
-class ModelKind(StrEnum):
-    SINGLE = "single"
-    ENSEMBLE = "ensemble"
-
-
 MODEL_FILES = {ModelKind.SINGLE: MODEL_FILE, ModelKind.ENSEMBLE: ENSEMBLE_FILE}
 
 
@@ -253,169 +248,8 @@ def load_journal_records(path: Path) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Metrics
+# Model input
 # ---------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CalibrationBin:
-    low: float  # probability bin [low, high)
-    high: float
-    count: int
-    mean_predicted: float | None
-    observed_rate: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class ModelMetrics:
-    """Held-out (later period) metrics of one model. Expectancies in R per signal."""
-
-    test_samples: int
-    auc: float | None
-    auc_se: float | None
-    brier: float
-    brier_baseline: float  # always predicting the training win rate
-    threshold: float
-    kept: int
-    win_rate_all: float
-    win_rate_kept: float | None
-    expectancy_all: float
-    expectancy_kept: float | None
-    calibration: tuple[CalibrationBin, ...] = ()
-
-    @property
-    def auc_lower(self) -> float | None:
-        return None if self.auc is None or self.auc_se is None else self.auc - 1.645 * self.auc_se
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """Mann-Whitney ROC AUC with ties counted half; None when a class is absent."""
-    labels = np.asarray(labels, dtype=int)
-    n1, n0 = int(labels.sum()), int(len(labels) - labels.sum())
-    if n1 == 0 or n0 == 0:
-        return None
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = np.asarray(scores)[order]
-    i = 0
-    while i < len(sorted_scores):  # average ranks over ties
-        j = i
-        while j + 1 < len(sorted_scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return float((ranks[labels == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
-    """Hanley & McNeil (1982) standard error of an AUC."""
-    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
-    return math.sqrt(max(var, 0.0))
-
-
-def reliability(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> tuple[CalibrationBin, ...]:
-    edges = np.linspace(0, 1, bins + 1)
-    idx = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
-    out = []
-    for b in range(bins):
-        mask = idx == b
-        count = int(mask.sum())
-        out.append(
-            CalibrationBin(
-                low=round(float(edges[b]), 2),
-                high=round(float(edges[b + 1]), 2),
-                count=count,
-                mean_predicted=round(float(probs[mask].mean()), 4) if count else None,
-                observed_rate=round(float(labels[mask].mean()), 4) if count else None,
-            )
-        )
-    return tuple(out)
-
-
-def evaluate(
-    labels: np.ndarray, r: np.ndarray, probs: np.ndarray, *, threshold: float, train_rate: float
-) -> ModelMetrics:
-    """Held-out metrics of predicted win probabilities ``probs`` against ``labels`` and R multiples ``r``."""
-    labels = np.asarray(labels, dtype=int)
-    auc = roc_auc(labels, probs)
-    se = auc_standard_error(auc, int(labels.sum()), int(len(labels) - labels.sum())) if auc is not None else None
-    kept = probs >= threshold
-    n_kept = int(kept.sum())
-    return ModelMetrics(
-        test_samples=len(labels),
-        auc=None if auc is None else round(auc, 4),
-        auc_se=None if se is None else round(se, 4),
-        brier=round(float(np.mean((probs - labels) ** 2)), 4),
-        brier_baseline=round(float(np.mean((train_rate - labels) ** 2)), 4),
-        threshold=round(float(threshold), 4),
-        kept=n_kept,
-        win_rate_all=round(float(labels.mean()), 4),
-        win_rate_kept=round(float(labels[kept].mean()), 4) if n_kept else None,
-        expectancy_all=round(float(r.mean()), 4),
-        expectancy_kept=round(float(r[kept].mean()), 4) if n_kept else None,
-        calibration=reliability(labels, probs),
-    )
-
-
-def activation(metrics: ModelMetrics) -> tuple[bool, str]:
-    """(active, reason): the activation rule of the module docstring."""
-    if metrics.auc is None:
-        return False, "held-out period has a single outcome class"
-    lower = metrics.auc_lower
-    if lower is None or lower <= 0.5:
-        return False, f"AUC {metrics.auc:.3f} not significantly above 0.5 (lower bound {lower:.3f})"
-    min_kept = max(10, math.ceil(0.1 * metrics.test_samples))
-    if metrics.kept < min_kept:
-        return False, f"keeps only {metrics.kept} of {metrics.test_samples} held-out signals (< {min_kept})"
-    if metrics.expectancy_kept is None or metrics.expectancy_kept <= metrics.expectancy_all:
-        return False, (
-            f"did not beat baseline: kept {metrics.expectancy_kept:+.3f} R vs all {metrics.expectancy_all:+.3f} R"
-        )
-    return True, (
-        f"beats baseline: kept {metrics.expectancy_kept:+.3f} R vs all {metrics.expectancy_all:+.3f} R per signal"
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Models
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def build_model(kind: ModelKind):
-    """A fresh, unfitted scikit-learn Pipeline (deterministic: random_state=0)."""
-    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier, VotingClassifier
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    def logistic() -> Pipeline:
-        return Pipeline(
-            [
-                ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-                ("scale", StandardScaler()),
-                ("model", LogisticRegression(C=0.5, max_iter=2000)),
-            ]
-        )
-
-    if kind is ModelKind.SINGLE:
-        return logistic()
-    trees = [
-        (
-            "gb",
-            GradientBoostingClassifier(
-                n_estimators=150, max_depth=2, learning_rate=0.05, subsample=0.8, random_state=0
-            ),
-        ),
-        ("rf", RandomForestClassifier(n_estimators=200, min_samples_leaf=10, random_state=0, n_jobs=1)),
-    ]
-    return Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-            ("vote", VotingClassifier([*trees, ("lr", logistic())], voting="soft")),
-        ]
-    )
 
 
 def feature_names(samples: Sequence[Sample], *, min_share: float = 0.5) -> list[str]:
@@ -429,12 +263,6 @@ def feature_names(samples: Sequence[Sample], *, min_share: float = 0.5) -> list[
 
 def matrix(samples: Sequence[Sample], names: Sequence[str]) -> np.ndarray:
     return np.array([[s.features.get(n, np.nan) for n in names] for s in samples], dtype=np.float64)
-
-
-def library_versions() -> dict[str, str]:
-    import sklearn
-
-    return {"python": platform.python_version(), "sklearn": sklearn.__version__, "numpy": np.__version__}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -560,10 +388,10 @@ def train(
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     for kind in kinds:
-        probs = _fit_predict(kind, x[:train_end], y[:train_end], x[test_start:], train_rate)
+        probs = fit_predict(kind, x[:train_end], y[:train_end], x[test_start:], train_rate)
         metrics = evaluate(y[test_start:], r[test_start:], probs, threshold=train_rate, train_rate=train_rate)
         active, reason = activation(metrics)
-        final = _fit(kind, x, y)
+        final = fit(kind, x, y)
         path = data_dir / MODEL_FILES[kind]
         header = {
             "format": FORMAT_VERSION,
@@ -598,27 +426,6 @@ def train(
         trained_at=now.isoformat(),
         notes=tuple(notes),
     )
-
-
-class _Constant:
-    """Stand-in estimator when a training set has a single class: predicts that class's rate."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return np.column_stack([np.full(len(x), 1 - self.rate), np.full(len(x), self.rate)])
-
-
-def _fit(kind: ModelKind, x: np.ndarray, y: np.ndarray):
-    if len(set(y.tolist())) < 2:
-        return _Constant(float(y.mean()) if len(y) else 0.5)
-    return build_model(kind).fit(x, y)
-
-
-def _fit_predict(kind: ModelKind, x_train, y_train, x_test, train_rate: float) -> np.ndarray:
-    model = _fit(kind, x_train, y_train)
-    return np.asarray(model.predict_proba(x_test))[:, 1]
 
 
 def save_model(path: Path, header: Mapping[str, Any], estimator: Any) -> None:

@@ -12,6 +12,7 @@ import pytest
 import ml_engine
 from ml_engine import ModelKind, TrainStatus, extract_samples, label_of, should_retrain, train
 from ml_predictor import MLPredictor
+from research.ml_metrics import roc_auc
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -97,7 +98,7 @@ def test_auc_matches_scikit_learn():
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 300)
     s = np.round(rng.normal(size=300) + y * 0.5, 1)  # with ties
-    assert ml_engine.roc_auc(y, s) == pytest.approx(roc_auc_score(y, s))
+    assert roc_auc(y, s) == pytest.approx(roc_auc_score(y, s))
 
 
 # --- training ----------------------------------------------------------------------------------------------------
