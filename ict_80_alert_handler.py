@@ -31,7 +31,7 @@ import pandas as pd
 
 from engine.signal_model import Signal, TradeDirection
 from ict_modules.core import Direction
-from position_manager import Position, PositionState
+from tracking.state import Position, PositionState
 
 logger = logging.getLogger(__name__)
 

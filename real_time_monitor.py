@@ -34,15 +34,8 @@ import numpy as np
 import pandas as pd
 
 from market.timeframes import interval_timedelta
-from position_manager import (
-    EventKind,
-    OutboxKind,
-    Position,
-    PositionEvent,
-    PositionState,
-    PositionStore,
-    apply_candle,
-)
+from position_manager import OutboxKind, PositionStore
+from tracking.state import EventKind, Position, PositionEvent, PositionState, apply_candle
 
 logger = logging.getLogger(__name__)
 

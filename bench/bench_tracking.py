@@ -32,9 +32,10 @@ import pandas as pd  # noqa: E402
 from config import Settings  # noqa: E402
 from engine.signal_model import Signal, TradeDirection  # noqa: E402
 from market.sample_source import SampleSource  # noqa: E402
-from position_manager import Position, PositionStore  # noqa: E402
+from position_manager import PositionStore  # noqa: E402
 from real_time_monitor import monitor_tick  # noqa: E402
 from store.journal import Journal  # noqa: E402
+from tracking.state import Position  # noqa: E402
 
 MONITOR_AT = pd.Timestamp("2025-07-10 12:00", tz="UTC")  # inside the bundled BTCUSDT 1m data
 MONITOR_SYMBOLS = 10  # BTCUSDT and 9 copies of its 1m candles at other price levels

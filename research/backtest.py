@@ -45,8 +45,8 @@ import pandas as pd
 
 import ict_signal_engine as engine
 from market.timeframes import INTERVAL_MS, interval_timedelta
-from position_manager import Position, apply_candle
 from store import journal
+from tracking.state import Position, apply_candle
 
 logger = logging.getLogger(__name__)
 

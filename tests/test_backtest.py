@@ -16,11 +16,11 @@ import ml_engine
 from engine.signal_model import Signal, TradeDirection
 from ict_signal_engine import analyze
 from market.sample_source import SampleSource
-from position_manager import Position, PositionState, apply_candle
 from research import backtest
 from research.backtest import CandleArrays, backtest_symbol, resolve_position, run_backtest
 from store.journal import Journal
 from tests.helpers import make_candles
+from tracking.state import Position, PositionState, apply_candle
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = pd.Timestamp("2026-01-01", tz="UTC")

@@ -111,7 +111,8 @@ from datetime import UTC, datetime, timedelta
 sys.path.insert(0, sys.argv[2])
 import pandas as pd
 from store.journal import Journal
-from position_manager import Position, PositionStore
+from position_manager import PositionStore
+from tracking.state import Position
 from real_time_monitor import monitor_tick
 from market.sample_source import SampleSource
 from tests.test_crash_safety import monitor_path, monitor_signal, T_START

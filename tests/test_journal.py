@@ -9,10 +9,11 @@ from datetime import timedelta
 import pytest
 
 from engine.signal_model import Component, Signal, TradeDirection
-from position_manager import Position, PositionStore, close_position
+from position_manager import PositionStore
 from store.journal import Journal, compute_stats, format_journal_html, format_stats_html
 from store.storage import LoadStatus, atomic_write_json, load_json
 from tests.test_positions import T0, make_signal, walk
+from tracking.state import Position, close_position
 
 
 def closed_outcome(signal: Signal, price: float, minutes: int = 30):

@@ -13,11 +13,12 @@ from engine.signal_model import TradeDirection
 from ict_80_alert_handler import Action, Check, Recommendation, decide, evaluate
 from ict_modules.core import Direction
 from market.sample_source import SampleSource
-from position_manager import Position, PositionState, PositionStore
+from position_manager import PositionStore
 from real_time_monitor import close_and_journal, format_positions_html, monitor_tick, sync_journal
 from store.journal import Journal
 from tests.helpers import make_candles, sample_candles
 from tests.test_positions import T0, make_signal
+from tracking.state import Position, PositionState
 
 RECIPIENTS = (111, 222)
 

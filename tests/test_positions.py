@@ -8,16 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from engine.signal_model import Signal, TradeDirection
-from position_manager import (
-    PENDING_EXPIRY_CANDLES,
-    EventKind,
-    Position,
-    PositionState,
-    PositionStore,
-    UserSettings,
-    apply_candle,
-    close_position,
-)
+from position_manager import PositionStore, UserSettings
+from tracking.state import PENDING_EXPIRY_CANDLES, EventKind, Position, PositionState, apply_candle, close_position
 
 T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from daily_reports import build_report
-from position_manager import Position, PositionStore
+from position_manager import PositionStore
 from store.journal import Journal
 from tests.test_positions import make_signal
+from tracking.state import Position
 
 NOW = datetime(2025, 3, 10, 8, 0, tzinfo=UTC)
 

@@ -11,12 +11,13 @@ import pandas as pd
 from config import Settings
 from engine.signal_model import NoTrade
 from market.binance_client import BinanceClient
-from position_manager import PositionState, PositionStore, UserSettings
+from position_manager import PositionStore, UserSettings
 from signal_cache import SignalCache
 from store.journal import Journal
 from tests.fake_binance import FakeBinance
 from tests.test_positions import T0, make_signal
 from tracking.scanner import run_scan, track_signal
+from tracking.state import PositionState
 
 # The close of the 2026-07-24 03:00 UTC BTCUSDT 1h candle: the engine finds a long setup there on the sample data.
 SCAN_AT = "2026-07-24 04:00:20"

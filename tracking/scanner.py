@@ -26,7 +26,8 @@ from typing import Any
 import pandas as pd
 
 from engine.signal_model import Signal
-from position_manager import OutboxKind, Position, PositionStore
+from position_manager import OutboxKind, PositionStore
+from tracking.state import Position
 
 logger = logging.getLogger(__name__)
 
