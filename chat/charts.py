@@ -25,8 +25,9 @@ import pandas as pd
 
 from chat.formatting import format_price
 from engine.signal_model import Signal, TradeDirection
+from engine.views import Snapshot
 from ict_modules.core import Direction
-from ict_signal_engine import Analysis, Snapshot
+from ict_signal_engine import Analysis
 
 logger = logging.getLogger(__name__)
 

@@ -186,12 +186,13 @@ def test_engine_signals_cannot_be_broken_afterwards():
 
 
 def test_a_real_detector_that_raises_is_skipped_and_named(monkeypatch, caplog):
-    import ict_modules.fvg_detector as fvg_detector
+    import engine.registry
 
     def explode(*args, **kwargs):
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr(fvg_detector, "detect_fvgs", explode)
+    registry = tuple(dataclasses.replace(s, detect=explode) if s.name == "fvg" else s for s in eng.REGISTRY)
+    monkeypatch.setattr(engine.registry, "REGISTRY", registry)  # the registry holds function references
     frames = real_frames("BTCUSDT", "1h", ("4h", "1d"), n=500)
     result = eng.generate_signal(frames, symbol="BTCUSDT", timeframe="1h")
     assert "fvg" in result.unavailable

@@ -4,8 +4,6 @@ The candles are identical bars (open 100, high 101, low 99, close 100), so ATR i
 detector objects are the real dataclasses, placed by hand. Long and short are exact mirrors around 100.
 """
 
-from types import SimpleNamespace
-
 import pytest
 
 import ict_signal_engine as eng
@@ -79,10 +77,8 @@ def fake_registry(monkeypatch, objects, *, broken=()):
 
     sizes = {len(f): tf for tf, f in frames().items()}
     names = {name for name, _ in objects} | set(broken)
-    modules = {f"fake.{n}": SimpleNamespace(detect=runner(n)) for n in names}
-    monkeypatch.setattr(eng, "_module", lambda path: modules[path])
     return [
-        eng.DetectorSpec(n, f"fake.{n}", "detect", lambda cfg, done: {"tf_of": lambda c: sizes[len(c)]}, higher=True)
+        eng.DetectorSpec(n, runner(n), lambda cfg, done: {"tf_of": lambda c: sizes[len(c)]}, higher=True)
         for n in sorted(names)
     ]
 
