@@ -27,10 +27,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import backtest  # noqa: E402
-
 import ml_engine  # noqa: E402
 from market.sample_source import SampleSource  # noqa: E402
+from research import backtest  # noqa: E402
 
 NOW = pd.Timestamp("2026-07-26", tz="UTC")
 RUNS = (

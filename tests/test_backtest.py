@@ -16,8 +16,10 @@ import ml_engine
 from engine.signal_model import Signal, TradeDirection
 from ict_signal_engine import analyze
 from market.sample_source import SampleSource
-from research import backtest
-from research.backtest import CandleArrays, backtest_symbol, resolve_position, run_backtest
+from research import backtest, replay
+from research.backtest import run_backtest
+from research.replay import CandleArrays, resolve_position
+from research.simulation import backtest_symbol
 from store.journal import Journal
 from tests.helpers import make_candles
 from tracking.state import Position, PositionState, apply_candle
@@ -83,11 +85,11 @@ def test_fast_path_equals_the_slow_bar_by_bar_way(market, run):
 
 def test_evaluated_bars_equal_the_live_analysis(market, run):
     """Every bar the engine ran on (not only the signals) equals ``analyze`` at that bar's close."""
-    frames, higher, missing = backtest.load_frames(market, "BTCUSDT", "1h", start=START, end=END, lookback=500)
-    causal = backtest.CausalFrames(frames, "1h", lookback=500)
+    frames, higher, missing = replay.load_frames(market, "BTCUSDT", "1h", start=START, end=END, lookback=500)
+    causal = replay.CausalFrames(frames, "1h", lookback=500)
     first = int(frames["1h"].index.searchsorted(START - pd.Timedelta("1h")))
     for i in range(first, first + 6):
-        fast = backtest._evaluate_window(causal, i, symbol="BTCUSDT", higher=higher, config=None, missing=missing)
+        fast = replay._evaluate_window(causal, i, symbol="BTCUSDT", higher=higher, config=None, missing=missing)
         slow = analyze(market, "BTCUSDT", "1h", end=causal.close_time(i)).result
         assert fast.to_json() == slow.to_json()
 
@@ -269,9 +271,9 @@ def test_expected_next_bar_after_close():
     """The next candidate bar is the first whose close is at or after the closing candle's close."""
     close = datetime(2024, 1, 1, 10, 37, tzinfo=UTC)
     closes = pd.date_range("2024-01-01 01:00", periods=24, freq="1h", tz="UTC").as_unit("ns").asi8
-    nxt = int(closes.searchsorted(backtest._ns(close), side="left"))
+    nxt = int(closes.searchsorted(replay._ns(close), side="left"))
     assert pd.Timestamp(closes[nxt], tz="UTC") == pd.Timestamp("2024-01-01 11:00", tz="UTC")
-    assert backtest._dt(backtest._ns(close)) == close and close - timedelta(0) == close
+    assert replay._dt(replay._ns(close)) == close and close - timedelta(0) == close
 
 
 def test_parallel_replay_equals_the_sequential_one(market):
@@ -292,14 +294,14 @@ def test_parallel_replay_equals_the_sequential_one(market):
 
 def test_fast_mode_equals_the_engine_on_every_prefix(market):
     """``signal_at(prepare(history), i)`` equals ``generate_signal`` on all candles up to bar ``i`` (slow)."""
-    frames, higher, missing = backtest.load_frames(market, "ETHUSDT", "4h", start=START, end=END, lookback=500)
-    prepared = backtest.engine.prepare(frames, timeframe="4h")
-    prefix = backtest.CausalFrames(frames, "4h", lookback=10**9)
+    frames, higher, missing = replay.load_frames(market, "ETHUSDT", "4h", start=START, end=END, lookback=500)
+    prepared = replay.engine.prepare(frames, timeframe="4h")
+    prefix = replay.CausalFrames(frames, "4h", lookback=10**9)
     n = len(frames["4h"])
     signals = 0
     for i in range(n - 24, n):
-        fast, _ = backtest.engine.signal_at(prepared, i, symbol="ETHUSDT")
-        slow = backtest._evaluate_window(prefix, i, symbol="ETHUSDT", higher=higher, config=None, missing=missing)
+        fast, _ = replay.engine.signal_at(prepared, i, symbol="ETHUSDT")
+        slow = replay._evaluate_window(prefix, i, symbol="ETHUSDT", higher=higher, config=None, missing=missing)
         assert fast.to_json() == slow.to_json(), i
         signals += fast.direction is not None
     assert signals > 0
@@ -331,9 +333,7 @@ def test_finest_candles_then_the_next_finest_then_the_entry_timeframe():
         **{**{f: getattr(sig, f) for f in sig.__slots__ if f != "id"}, "time": datetime(2024, 1, 1, 4, tzinfo=UTC)}
     )
     entry = CandleArrays.from_frame(fours, "4h")
-    chunks = list(
-        backtest._finest_chunks(source, "TESTUSDT", "4h", sig, entry, end=pd.Timestamp("2024-02-01", tz="UTC"))
-    )
+    chunks = list(replay._finest_chunks(source, "TESTUSDT", "4h", sig, entry, end=pd.Timestamp("2024-02-01", tz="UTC")))
     assert [c.interval for c in chunks] == ["1m", "1h", "4h"]
     pos, used = resolve_position(Position.from_signal(sig), chunks)
     assert used == ("1m", "1h", "4h")

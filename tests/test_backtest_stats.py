@@ -7,7 +7,9 @@ import io
 import pandas as pd
 import pytest
 
-from research.backtest import CausalFrames, Progress, render_equity_png, stats_of
+from research.replay import CausalFrames
+from research.simulation import Progress
+from research.stats import render_equity_png, stats_of
 from tests.helpers import sample_candles
 
 
