@@ -13,7 +13,9 @@ Transport (one place: ``BinanceClient._get``):
   ``InvalidIntervalError``; HTTP 451 ``RestrictedLocationError``;
 - all waiting goes through the injected ``sleep`` and ``clock`` (tests do not wait).
 
-Candles: ``klines`` asks only for candles that have closed by ``min(end, now)`` (``endTime`` = the boundary
+Candles: an answer without a single closed candle for the latest ``limit`` candles is a ``MarketDataError``
+("Binance has no closed 2h candles for X up to ..."), never an empty frame the engine cannot analyse. ``klines``
+asks only for candles that have closed by ``min(end, now)`` (``endTime`` = the boundary
 minus 1 ms, where ``now`` is Binance server time from ``/api/v3/time``, re-synchronised every ``resync_after``
 seconds), drops any candle that has not closed anyway, pages through 1000-candle requests, and validates the
 frame. Pages of closed candles are kept in a small LRU cache keyed by the request, so asking again for the same
@@ -46,6 +48,7 @@ from market.source import (
     RateLimitedError,
     RestrictedLocationError,
     checked_interval,
+    format_time,
     normalize_symbol,
     to_utc,
 )
@@ -254,11 +257,12 @@ class BinanceClient:
         boundary = candle_open_time(cutoff, interval)  # candles opening before it have closed
         newest = _ms(candle_open_time(boundary - pd.Timedelta(milliseconds=1), interval))
         last = _ms(boundary) - 1
-        if start is None:
-            rows = self._latest(symbol, interval, last, limit, newest)
-        else:
-            rows = self._forward(symbol, interval, _ms(to_utc(start)), last, limit, newest)
-        return klines_frame(rows, boundary)
+        if start is not None:  # nothing closed since ``start`` is a normal answer (e.g. the monitor's catch-up)
+            return klines_frame(self._forward(symbol, interval, _ms(to_utc(start)), last, limit, newest), boundary)
+        frame = klines_frame(self._latest(symbol, interval, last, limit, newest), boundary)
+        if frame.empty:  # a delisted or not yet listed symbol, or a time before its listing
+            raise MarketDataError(f"Binance has no closed {interval} candles for {symbol} up to {format_time(cutoff)}")
+        return frame
 
     def _latest(self, symbol: str, interval: str, end_ms: int, limit: int, newest: int) -> list[Row]:
         """The last ``limit`` candles opening at or before ``end_ms``, paging backwards."""

@@ -22,7 +22,12 @@ Endpoints (GET), answered like Binance spot REST from ``data_dir`` files or the 
   -1130 bad limit. Every reply carries ``X-MBX-USED-WEIGHT-1M`` (``fake.used_weight``, Binance's weights).
 
 Faults: ``fake.script(*replies)`` queues ``Reply`` objects, consumed one per request (by the next request to
-``reply.path`` when set). ``Reply(body=None)`` serves the normal answer, after ``delay`` seconds if given.
+``reply.path`` when set). ``Reply(body=None)`` serves the normal answer, after ``delay`` seconds if given;
+``Reply.silent()`` never answers (until the server stops): a read timeout whatever the machine's speed.
+``latency`` (seconds) is added to every answer, like the round trip to the real Binance (benches).
+
+The data files are parsed (and the series of their own intervals built) before the server accepts a connection,
+so no request pays for loading: a client's timeout never races the parsing of gzipped CSVs.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from market.source import MarketDataError, to_utc
 from market.timeframes import INTERVAL_MS, candle_open_time, interval_timedelta
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
+SILENT = 3600.0  # seconds: "never" for a test
 WEIGHTS = {"/api/v3/ticker/price": 2, "/api/v3/exchangeInfo": 20, "/api/v3/time": 1, "/api/v3/ping": 1}
 
 
@@ -73,6 +79,11 @@ class Reply:
     def slow(cls, seconds: float, **kw) -> Reply:
         """The normal answer after ``seconds`` (longer than the client's read timeout: a timeout)."""
         return cls(delay=seconds, **kw)
+
+    @classmethod
+    def silent(cls, **kw) -> Reply:
+        """No answer at all until the server stops: the client's read timeout fires, however fast the machine."""
+        return cls(delay=SILENT, **kw)
 
     @classmethod
     def malformed(cls, **kw) -> Reply:
@@ -121,10 +132,13 @@ class FakeBinance:
         now: object | None = None,
         data_dir: Path | None = SAMPLE_DIR,
         frames: Mapping[tuple[str, str], pd.DataFrame] | None = None,
+        latency: float = 0.0,
     ) -> None:
+        self.latency = latency
         self.source = SampleSource(data_dir, frames=dict(frames or {}), clock=lambda: self.now)
         self.now: pd.Timestamp = to_utc(now) if now is not None else default_start(self.source.data_spans())
         self.statuses = {symbol: "TRADING" for symbol in self.source.symbols()}
+        self._preload()
         self.requests: list[Request] = []
         self.used_weight = 0
         self._script: deque[Reply] = deque()
@@ -134,6 +148,12 @@ class FakeBinance:
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-binance", daemon=True)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def _preload(self) -> None:
+        """Parse every file and build each symbol's series of its own intervals now, before serving."""
+        for symbol, spans in ((s, self.source.file_spans(s)) for s in self.source.symbols()):
+            for interval in spans:
+                self.source.series(symbol, interval)
 
     # -- lifecycle
 
@@ -182,7 +202,7 @@ class FakeBinance:
         with self._lock:
             self.used_weight += self._weight(path, params)
             self.requests.append(Request(path, params, reply.status))
-        return reply, scripted.delay if scripted is not None else 0.0
+        return reply, self.latency + (scripted.delay if scripted is not None else 0.0)
 
     def _weight(self, path: str, params: dict[str, str]) -> int:
         if path != "/api/v3/klines":

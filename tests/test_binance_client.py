@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 import requests
 
+import ict_signal_engine
 from config import Settings
 from market.binance_client import BinanceClient, RetryPolicy, api_error, klines_frame
 from market.factory import create_market_data
@@ -45,13 +47,22 @@ def fake(server):
     return server
 
 
+GENEROUS = 30.0  # seconds: timeouts that are not the subject of a test never fire, however loaded the machine
+SHORT = 0.3  # the read timeout of timeout tests, whose server never answers (Reply.silent)
+
+
 class World:
-    """One clock for the test: the fake server's ``now``; the client's sleeps advance it."""
+    """One clock for the test: the fake server's ``now``; the client's sleeps advance it.
+
+    Timeouts are generous unless a test is about them; ``expect_timeout()`` makes the next read timeout short
+    (for a ``Reply.silent()``) and the retries after it generous again.
+    """
 
     def __init__(self, fake: FakeBinance, **policy: float) -> None:
         self.fake = fake
         self.sleeps: list[float] = []
-        defaults = {"read_timeout": 0.25, "connect_timeout": 0.5}
+        self.relax_after_sleep = False
+        defaults = {"read_timeout": GENEROUS, "connect_timeout": GENEROUS}
         self.client = BinanceClient(
             fake.url,
             policy=RetryPolicy(**{**defaults, **policy}),
@@ -63,6 +74,14 @@ class World:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.fake.now += pd.Timedelta(seconds=seconds)
+        if self.relax_after_sleep:
+            self.client.policy = replace(self.client.policy, read_timeout=GENEROUS)
+
+    def expect_timeout(self, *, relax_after_sleep: bool) -> None:
+        """Sync the clock first (generous), then read with the SHORT timeout."""
+        self.client.now()
+        self.client.policy = replace(self.client.policy, read_timeout=SHORT)
+        self.relax_after_sleep = relax_after_sleep
 
 
 @pytest.fixture
@@ -141,6 +160,29 @@ def test_end_gives_the_candles_known_at_that_time(world):
     assert later.index[-1] == T("2026-03-31", tz="UTC")
 
 
+def test_an_empty_klines_answer_is_a_market_data_error(world, fake):
+    fake.script(Reply(body=b"[]", path=KLINES))
+    with pytest.raises(MarketDataError) as caught:
+        world.client.klines("BTCUSDT", "2h", 500)
+    message = str(caught.value)
+    assert "no closed 2h candles for BTCUSDT" in message and "\n" not in message
+    fake.script(Reply(body=b"[]", path=KLINES))  # through the engine, as /signal calls it: not a ValueError
+    with pytest.raises(MarketDataError, match="no closed 1h candles"):
+        ict_signal_engine.analyze(world.client, "BTCUSDT", "1h")
+
+
+def test_a_window_with_only_the_forming_candle_is_empty_too(world, fake):
+    forming = f'[[{int(NOW.floor("h").timestamp() * 1000)},"1","2","0.5","1.5","10",0]]'.encode()
+    fake.script(Reply(body=forming, path=KLINES))
+    with pytest.raises(MarketDataError, match="no closed 1h candles"):
+        world.client.klines("BTCUSDT", "1h", 5)
+
+
+def test_a_window_after_start_may_be_empty(world, fake):
+    got = world.client.klines("BTCUSDT", "1h", None, start=NOW)  # nothing has closed since: not an error
+    assert got.empty
+
+
 # ---------------------------------------------------------------- cache
 
 
@@ -193,7 +235,7 @@ def test_quiet_period_is_shared_by_concurrent_callers(world, fake):
         sleeps.append((threading.current_thread().name, seconds))
         if threading.current_thread().name == "A":
             a_waits.set()  # A sits in its Retry-After wait while B asks
-            b_done.wait(5)
+            b_done.wait(GENEROUS)
             return
         world.sleep(seconds)
 
@@ -201,11 +243,11 @@ def test_quiet_period_is_shared_by_concurrent_callers(world, fake):
     fake.script(Reply.rate_limited(retry_after=5, path="/api/v3/ticker/price"))
     a = threading.Thread(target=world.client.price, args=("BTCUSDT",), name="A")
     a.start()
-    assert a_waits.wait(5)
+    assert a_waits.wait(GENEROUS)
     b = threading.Thread(target=lambda: (world.client.price("ETHUSDT"), b_done.set()), name="B")
     b.start()
-    b.join(5)
-    a.join(5)
+    b.join(GENEROUS)
+    a.join(GENEROUS)
     assert sleeps == [("A", 5.0), ("B", 5.0)]  # B waited out A's Retry-After before sending anything
     asked = [(r.params["symbol"], r.status) for r in fake.requests if r.path == "/api/v3/ticker/price"]
     assert asked == [("BTCUSDT", 429), ("ETHUSDT", 200), ("BTCUSDT", 200)]
@@ -232,17 +274,20 @@ def test_5xx_forever_is_unavailable(world, fake):
 
 
 def test_timeout_then_success(world, fake):
-    fake.script(Reply.slow(2.0, path=KLINES))
+    world.expect_timeout(relax_after_sleep=True)  # the first try times out, the retry has time to spare
+    fake.script(Reply.silent(path=KLINES))
     got = world.client.klines("BTCUSDT", "1h", 5)
     pd.testing.assert_frame_equal(got, expected("1h", 5, now=fake.now))
     assert fake.count(KLINES) == 2 and len(world.sleeps) == 1
 
 
 def test_timeout_forever_is_unavailable(fake):
-    world = World(fake, attempts=2, read_timeout=0.15)
-    fake.script(*[Reply.slow(2.0, path=KLINES)] * 2)
+    world = World(fake, attempts=2)
+    world.expect_timeout(relax_after_sleep=False)
+    fake.script(*[Reply.silent(path=KLINES)] * 2)
     with pytest.raises(MarketDataUnavailable, match="timed out"):
         world.client.klines("BTCUSDT", "1h", 5)
+    assert fake.count(KLINES) == 2
 
 
 def test_malformed_json_is_retried_then_unavailable(world, fake):

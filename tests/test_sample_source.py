@@ -329,3 +329,11 @@ def test_concurrent_first_use_agrees_with_sequential_use():
         frames = list(pool.map(lambda job: source.klines(*job, 50), jobs))
     for (symbol, interval), frame in zip(jobs, frames, strict=True):
         pd.testing.assert_frame_equal(frame, reference.klines(symbol, interval, 50))
+
+
+def test_a_series_without_candles_is_a_market_data_error_not_an_empty_frame():
+    empty = pd.DataFrame(columns=["open", "high", "low", "close", "volume"], index=pd.DatetimeIndex([], tz="UTC"))
+    source = SampleSource(frames={("ABCUSDT", "1h"): empty.astype("float64")}, clock=lambda: T("2026-01-01", tz="UTC"))
+    with pytest.raises(MarketDataError, match="No sample data for ABCUSDT 2h") as caught:
+        source.klines("ABCUSDT", "2h", 500)
+    assert "\n" not in str(caught.value)
