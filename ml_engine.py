@@ -36,9 +36,9 @@ Models (scikit-learn Pipelines, ``random_state=0``)
 - ``ml_ensemble.pkl``: soft voting of gradient boosting (depth 2), random forest (min 10 samples a leaf) and the
   logistic regression above.
 
-File format: a pickle stream of two objects, first a header ``dict`` of plain types (format, kind, features,
-library versions, training date, sample count, metrics, active, reason, threshold), then the estimator. The
-predictor reads the header first and only unpickles the estimator when the versions match. Files are written
+File format (``ml_predictor.write_model``): a JSON header (format, kind, features, library versions, training
+date, sample count, metrics, active, reason, threshold, and the payload's sha256), then the pickled estimator. The
+predictor checks the header before it unpickles anything, and unpickles with an allow-list. Files are written
 atomically (temporary file, fsync, rename) and only ever inside ``BOT_DATA_DIR``.
 """
 
@@ -48,10 +48,7 @@ import argparse
 import json
 import logging
 import math
-import os
-import pickle
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -61,6 +58,7 @@ from typing import Any
 
 import numpy as np
 
+from ml_predictor import ENSEMBLE_FILE, FORMAT_VERSION, MODEL_FILE, read_header, write_model
 from research.ml_metrics import ModelMetrics, activation, evaluate
 from research.ml_models import ModelKind, fit, fit_predict, library_versions
 
@@ -68,9 +66,6 @@ logger = logging.getLogger(__name__)
 
 MIN_SAMPLES = 200  # labelled outcomes needed before a model is trained (and hence used)
 TEST_FRACTION = 0.3
-MODEL_FILE = "ml_model.pkl"
-ENSEMBLE_FILE = "ml_ensemble.pkl"
-FORMAT_VERSION = 1
 RETRAIN_EVERY = timedelta(days=7)
 RETRAIN_NEW_OUTCOMES = 50  # or 25% of the last model's sample count, whichever is larger
 JOURNAL_FILE = "trading_journal.json"
@@ -429,32 +424,8 @@ def train(
 
 
 def save_model(path: Path, header: Mapping[str, Any], estimator: Any) -> None:
-    """Write header then estimator as one pickle stream, atomically (tmp file in the same dir, fsync, rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            pickle.dump(dict(header), handle, protocol=pickle.HIGHEST_PROTOCOL)
-            pickle.dump(estimator, handle, protocol=pickle.HIGHEST_PROTOCOL)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_header(path: Path) -> dict[str, Any] | None:
-    """The header of a model file (plain types only), or None when missing/unreadable."""
-    try:
-        with open(path, "rb") as handle:
-            header = pickle.load(handle)
-    except FileNotFoundError:
-        return None
-    except Exception as exc:  # corrupt file: any unpickling error
-        logger.warning("model header %s unreadable: %s", path, exc)
-        return None
-    return header if isinstance(header, dict) else None
+    """Write a model file (JSON header, then the estimator; format of ``ml_predictor``) atomically."""
+    write_model(path, header, estimator)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,7 @@ import pytest
 
 import ml_engine
 from ml_engine import ModelKind, TrainStatus, extract_samples, label_of, should_retrain, train
-from ml_predictor import MLPredictor
+from ml_predictor import MLPredictor, read_model
 from research.ml_metrics import roc_auc
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -240,8 +241,8 @@ def test_predictor_with_truncated_model_is_a_no_op(trained_dir, tmp_path):
 
 
 def test_predictor_rejects_a_stale_model(trained_dir, tmp_path, caplog):
-    with open(trained_dir / "ml_model.pkl", "rb") as handle:
-        header, estimator = pickle.load(handle), pickle.load(handle)
+    header = ml_engine.read_header(trained_dir / "ml_model.pkl")
+    estimator = read_model(trained_dir / "ml_model.pkl").estimator
     header["versions"] = {**header["versions"], "sklearn": "0.24.2"}
     ml_engine.save_model(tmp_path / "ml_model.pkl", header, estimator)
     predictor = MLPredictor(tmp_path)
@@ -267,6 +268,54 @@ def test_predictor_reads_only_its_data_dir(trained_dir, tmp_path):
     predictor = MLPredictor(tmp_path)
     predictor.load()
     assert not predictor.active  # a model elsewhere is never picked up
+
+
+class _Marker:
+    """Unpickling this creates the directory ``path``: code run by a model file."""
+
+    def __init__(self, path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return os.mkdir, (self.path,)
+
+
+def test_an_old_pickle_model_file_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+    (tmp_path / "ml_model.pkl").write_bytes(pickle.dumps(_Marker(marker)))  # the old format: pickle first
+    predictor = MLPredictor(tmp_path)
+    predictor.load()
+    assert not marker.exists()
+    assert not predictor.active and "unrecognised model file format" in predictor.status()
+    assert ml_engine.read_header(tmp_path / "ml_model.pkl") is None and not marker.exists()
+
+
+def test_a_payload_naming_a_foreign_callable_is_refused_without_running_it(trained_dir, tmp_path):
+    marker = tmp_path / "pwned"
+    header = ml_engine.read_header(trained_dir / "ml_model.pkl")  # a valid header, checksum recomputed
+    ml_engine.save_model(tmp_path / "ml_model.pkl", header, _Marker(marker))
+    predictor = MLPredictor(tmp_path)
+    predictor.load()
+    assert not marker.exists()
+    assert not predictor.active and "refused" in predictor.status()
+
+
+def test_a_tampered_payload_is_refused(trained_dir, tmp_path):
+    data = bytearray((trained_dir / "ml_model.pkl").read_bytes())
+    data[-20] ^= 0xFF
+    (tmp_path / "ml_model.pkl").write_bytes(bytes(data))
+    model = read_model(tmp_path / "ml_model.pkl")
+    assert model.estimator is None and "sha256" in model.problem
+    assert read_model(trained_dir / "ml_model.pkl").estimator is not None  # the original loads
+
+
+def test_models_load_only_from_the_data_dir(trained_dir, tmp_path):
+    (tmp_path / "ml_ensemble.pkl").symlink_to(trained_dir / "ml_ensemble.pkl")
+    predictor = MLPredictor(tmp_path)
+    predictor.load()
+    assert not predictor.active and "outside the data directory" in predictor.status()
+    elsewhere = read_model(trained_dir / "ml_model.pkl", data_dir=tmp_path)
+    assert elsewhere.estimator is None and "outside the data directory" in elsewhere.problem
 
 
 # --- CLI and cold start ------------------------------------------------------------------------------------------
