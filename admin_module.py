@@ -1,7 +1,7 @@
 """Admin-only commands and the admin panel.
 
-Gating is not done here: every spec below has ``admin=True`` and :func:`handlers.guard` (commands) and
-:func:`handlers.on_callback` (panel buttons) refuse non-admins in one place, logging the user id.
+Gating is not done here: every spec below has ``admin=True`` and :func:`chat.commands.guard` (commands) and
+:func:`chat.handlers.on_callback` (panel buttons) refuse non-admins in one place, logging the user id.
 """
 
 from __future__ import annotations
@@ -18,19 +18,13 @@ from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
-from chat.handlers import (
-    BadInput,
-    CommandSpec,
-    Ctx,
-    chat_id_of,
-    cmd_health,
-    current_watchlist,
-    parse_symbol,
-    reply,
-    shown,
-)
+from chat.commands import BadInput, CommandSpec, Ctx, chat_id_of, current_watchlist, parse_symbol, reply, shown
+from chat.jobs import drain_outbox, retrain, scan_now
 from chat.sender import escape
-from chat.services import Services, get_services, optional_module
+from chat.services import Services, get_services
+from chat.tracking_commands import cmd_health
+from market.source import MarketDataError
+from position_manager import PositionStore
 
 logger = logging.getLogger(__name__)
 
@@ -88,22 +82,16 @@ async def cmd_broadcast(update: Update, context: Ctx) -> None:
         raise BadInput(f"The text is {len(text)} characters; the limit is {MAX_BROADCAST_CHARS}.", "/broadcast Hello")
     body = "📢 " + escape(text)
     count = await asyncio.to_thread(enqueue_to_subscribers, store, body)
-    await drain_soon(context)
+    await drain_outbox(context.application)
     await reply(update, context, f"📢 Queued for {count} subscriber(s).")
 
 
-def enqueue_to_subscribers(store: Any, body: str) -> int:
+def enqueue_to_subscribers(store: PositionStore, body: str) -> int:
     chats = store.subscribers()
     with store.transaction():
         for chat_id in chats:
             store.enqueue(chat_id, body, kind="notice")
     return len(chats)
-
-
-async def drain_soon(context: Ctx) -> None:
-    drain = context.bot_data.get("drain_outbox")
-    if drain is not None:
-        await drain(context.application)
 
 
 async def set_paused(svc: Services, paused: bool) -> None:
@@ -123,12 +111,8 @@ async def cmd_resume(update: Update, context: Ctx) -> None:
 
 
 async def cmd_scan(update: Update, context: Ctx) -> None:
-    scan = context.bot_data.get("scan_now")
-    if scan is None:
-        await reply(update, context, "ℹ️ Scanning is not available in this mode.")
-        return
     await reply(update, context, "🔍 Scanning the watchlist…")
-    summary = await scan(context.application, forced=True)
+    summary = await scan_now(context.application, forced=True)
     await reply(update, context, summary)
 
 
@@ -137,22 +121,6 @@ async def cmd_train(update: Update, context: Ctx) -> None:
     await reply(update, context, "🧠 Training the model from the journal…")
     text = await retrain(svc)
     await reply(update, context, f"<pre>{escape(text)}</pre>")
-
-
-async def retrain(svc: Services) -> str:
-    """Train from the journal off the event loop and reload the predictor; the report as text.
-
-    One training at a time (the /train command, the weekly job and the outcome trigger share a lock)."""
-    ml_engine = svc.module("ml_engine", "Model training")
-    if svc.train_lock.locked():
-        return "A training is already running."
-    async with svc.train_lock:
-        report = await asyncio.to_thread(ml_engine.retrain, svc.settings)
-    if svc.predictor is not None:
-        await asyncio.to_thread(svc.predictor.load)
-    if svc.store is not None:  # the outcome counter that triggers a retrain starts again
-        await asyncio.to_thread(svc.store.set_state, "outcomes_since_train", "0")
-    return report.text()
 
 
 def make_backup(data_dir: Path) -> bytes:
@@ -239,13 +207,10 @@ async def cmd_watchlist(update: Update, context: Ctx) -> None:
         symbol = parse_symbol(args[1], "/watchlist add ADAUSDT")
         if action == "add":
             market = svc.require("market")
-            md = optional_module("market.source")
             try:
                 symbol = await asyncio.to_thread(market.validate_symbol, symbol)
-            except Exception as exc:
-                if md is not None and isinstance(exc, md.MarketDataError):
-                    raise BadInput(str(exc), "/watchlist add ADAUSDT") from None
-                raise
+            except MarketDataError as exc:
+                raise BadInput(str(exc), "/watchlist add ADAUSDT") from None
         current = await asyncio.to_thread(edit_watchlist, svc, action, symbol)
     await reply(update, context, f"👀 Watchlist ({len(current)}): {escape(', '.join(current))}")
 

@@ -3,15 +3,15 @@
 Built once in the application's ``post_init`` (:func:`build_services`), closed in ``post_shutdown``
 (:meth:`Services.close`) and reached from handlers through :func:`get_services` on ``context.bot_data``.
 
-Services are built from their modules when those modules exist; a module that is missing (not shipped in this
-version) or fails to start leaves its slot ``None`` and its commands answer plainly that the feature is not
-available, with the reason logged once. :meth:`Services.require` is how a handler asks for one.
+A service that can genuinely fail at start (market data construction, a locked ``positions.db``, the journal, the
+signal cache file, the ML model file) leaves its slot ``None`` with the reason in ``problems``: ``/health`` shows
+it and the commands that need it answer with that reason (:meth:`Services.require`). Everything else is always
+there.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import time
@@ -20,10 +20,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from chat.sender import Sender
 from config import Settings
+from ict_signal_engine import EngineConfig
+from market.factory import create_market_data
+from market.source import MarketData
+from ml_predictor import MLPredictor
+from position_manager import PositionStore
+from signal_cache import SignalCache
+from store.journal import Journal
 
 logger = logging.getLogger(__name__)
 
@@ -31,17 +38,7 @@ SERVICES_KEY = "services"
 
 
 class NotAvailable(Exception):
-    """A feature whose service is missing or failed to start; ``str(exc)`` is the one line shown to the user."""
-
-
-def optional_module(name: str) -> ModuleType | None:
-    """Import ``name`` if that module exists in this checkout, else None (errors inside it still raise)."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        return None
+    """A feature whose service failed to start; ``str(exc)`` is the one line shown to the user."""
 
 
 class RateLimiter:
@@ -87,18 +84,18 @@ class RecentResults:
 
 @dataclass(slots=True)
 class Services:
-    """Everything the handlers and jobs use. Optional slots are None when the feature is not available."""
+    """Everything the handlers and jobs use. A ``None`` slot is a service that failed to start (see ``problems``)."""
 
     settings: Settings
     mode: str  # "telegram" or "console"
-    market: Any | None = None  # market_data.MarketData
-    engine_config: Any | None = None  # ict_signal_engine.EngineConfig
-    store: Any | None = None  # position_manager.PositionStore
-    journal: Any | None = None  # journal.Journal
-    cache: Any | None = None  # signal_cache.SignalCache
-    predictor: Any | None = None  # ml_predictor.MLPredictor
-    sender: Any | None = None  # sender.Sender, set once the bot exists
-    problems: dict[str, str] = field(default_factory=dict)  # service name -> why it is unavailable
+    market: MarketData | None = None
+    engine_config: EngineConfig = field(default_factory=EngineConfig)
+    store: PositionStore | None = None
+    journal: Journal | None = None
+    cache: SignalCache | None = None
+    predictor: MLPredictor | None = None
+    sender: Sender | None = None  # set in post_init, once the bot exists
+    problems: dict[str, str] = field(default_factory=dict)  # service name -> why it failed to start
     notices: list[str] = field(default_factory=list)  # one-line notices for the operator (console fallback)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(5, 60))
@@ -123,20 +120,13 @@ class Services:
         if value is None:
             label = _LABELS.get(name, name)
             reason = self.problems.get(name)
-            raise NotAvailable(f"{label} is not available yet" + (f" ({reason})." if reason else " in this version."))
+            raise NotAvailable(f"{label} is not available ({reason or 'not started'}).")
         return value
 
     async def cpu(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run blocking CPU-heavy ``func`` in a worker thread, at most ``cpu_slots`` at a time."""
         async with self.cpu_slots:
             return await asyncio.to_thread(func, *args, **kwargs)
-
-    def module(self, name: str, feature: str) -> ModuleType:
-        """Return the module ``name`` or raise NotAvailable naming ``feature``."""
-        module = optional_module(name)
-        if module is None:
-            raise NotAvailable(f"{feature} is not available yet in this version.")
-        return module
 
     def close(self) -> None:
         """Close the services that hold files or connections; safe to call twice."""
@@ -153,7 +143,6 @@ class Services:
 
 _LABELS = {
     "market": "Market data",
-    "engine_config": "The analysis engine",
     "store": "Position tracking",
     "journal": "The trading journal",
     "cache": "The signal cache",
@@ -169,24 +158,24 @@ def get_services(context: Any) -> Services:
     return services
 
 
-def build_services(settings: Settings, *, mode: str, market: Any | None = None) -> Services:
-    """Create every available service; a failing one is logged and left None (never stops the bot).
+def build_services(settings: Settings, *, mode: str, market: MarketData | None = None) -> Services:
+    """Create the services; one that fails to start is logged and left None (never stops the bot).
 
-    ``market`` may be given (console fallback, tests); otherwise ``market_data.create_market_data(settings)``.
+    ``market`` may be given (console fallback, tests); otherwise ``market.factory.create_market_data(settings)``.
     The ML model is loaded here: call this in a worker thread (``asyncio.to_thread``), not on the event loop.
     """
     settings.bot_data_dir.mkdir(parents=True, exist_ok=True)
-    services = Services(settings=settings, mode=mode, limiter=RateLimiter(*settings.signal_rate_limit))
+    services = Services(
+        settings=settings,
+        mode=mode,
+        engine_config=EngineConfig.from_settings(settings),
+        limiter=RateLimiter(*settings.signal_rate_limit),
+    )
     data = settings.bot_data_dir
 
-    def attempt(name: str, module_name: str, build: Callable[[ModuleType], Any]) -> None:
-        module = optional_module(module_name)
-        if module is None:
-            services.problems[name] = f"{module_name}.py is not part of this version"
-            logger.info("%s: not available (%s missing)", name, module_name)
-            return
+    def attempt(name: str, build: Callable[[], Any]) -> None:
         try:
-            setattr(services, name, build(module))
+            setattr(services, name, build())
         except Exception as exc:
             services.problems[name] = f"failed to start: {exc}"
             logger.error("%s failed to start: %s", name, exc)
@@ -195,16 +184,15 @@ def build_services(settings: Settings, *, mode: str, market: Any | None = None) 
     if market is not None:
         services.market = market
     else:
-        attempt("market", "market.factory", lambda m: m.create_market_data(settings))
-    attempt("engine_config", "ict_signal_engine", lambda m: m.EngineConfig.from_settings(settings))
-    attempt("store", "position_manager", lambda m: m.PositionStore(data / "positions.db"))
-    attempt("journal", "store.journal", lambda m: m.Journal(data))
-    attempt("cache", "signal_cache", lambda m: m.SignalCache(data / "sent_signals_cache.json"))
-
-    def load_predictor(m: ModuleType) -> Any:
-        predictor = m.MLPredictor(data)
-        predictor.load()
-        return predictor
-
-    attempt("predictor", "ml_predictor", load_predictor)
+        attempt("market", lambda: create_market_data(settings))
+    attempt("store", lambda: PositionStore(data / "positions.db"))
+    attempt("journal", lambda: Journal(data))
+    attempt("cache", lambda: SignalCache(data / "sent_signals_cache.json"))
+    attempt("predictor", lambda: load_predictor(data))
     return services
+
+
+def load_predictor(data: Path) -> MLPredictor:
+    predictor = MLPredictor(data)
+    predictor.load()
+    return predictor

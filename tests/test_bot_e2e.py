@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from chat import telegram_app
+from chat import jobs, telegram_app
 from chat.services import build_services
 from config import Settings
 from tests.fake_telegram import FakeTelegram
@@ -189,7 +189,7 @@ async def test_edited_message_and_group_commands(tg, bot):
 
 
 async def test_admin_commands_refused_for_non_admin_and_logged(tg, bot, caplog):
-    caplog.set_level(logging.WARNING, logger="handlers")
+    caplog.set_level(logging.WARNING, logger="chat.commands")
     for command in ("/admin", "/pause", "/broadcast hi", "/backup", "/users"):
         tg.send_message(command, user_id=OTHER)
     await tg.wait_for("sendMessage", chat_id=OTHER, count=5)
@@ -472,12 +472,12 @@ async def test_stats_journal_report_commands_and_the_report_job(tg, bot):
     services = bot.bot_data["services"]
     services.store.subscribe(OTHER)
     job_context = SimpleNamespace(application=bot, bot_data=bot.bot_data)
-    await telegram_app.job_report(job_context)
-    await telegram_app.job_report(job_context)  # a second run the same day sends nothing new
+    await jobs.job_report(job_context)
+    await jobs.job_report(job_context)  # a second run the same day sends nothing new
     first = await tg.wait_for(("sendPhoto", "sendMessage"), chat_id=OTHER)
     assert "aily" in first.text
     await asyncio.sleep(0.2)
-    expected = len(telegram_app.report_periods(datetime.now(services.settings.tz)))
+    expected = len(jobs.report_periods(datetime.now(services.settings.tz)))
     assert len([c for c in tg.calls(chat_id=OTHER) if c.method in ("sendPhoto", "sendMessage")]) == expected
 
 
@@ -492,7 +492,7 @@ async def test_scan_train_market_and_pause_state(tg, tmp_path):
         assert app.bot_data["services"].store.get_state("last_scan")
         tg.send_message("/pause", user_id=ADMIN)
         await tg.wait_for("sendMessage", chat_id=ADMIN, where=lambda c: "paused" in c.text)
-        assert "paused" in await telegram_app.scan_now(app)  # the scheduled scan skips while paused
+        assert "paused" in await jobs.scan_now(app)  # the scheduled scan skips while paused
         tg.send_message("/resume", user_id=ADMIN)
         await tg.wait_for("sendMessage", chat_id=ADMIN, where=lambda c: "resumed" in c.text)
         assert not app.bot_data["services"].store.paused

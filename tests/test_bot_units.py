@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from telegram.error import BadRequest, Forbidden, RetryAfter, TimedOut
 
-from chat import glossary, handlers, sender, telegram_app
+from chat import account_commands, commands, glossary, handlers, jobs, sender, signal_commands, telegram_app
 from chat.services import RateLimiter, RecentResults
 
 # -- split_html ----------------------------------------------------------------------------------------------
@@ -117,7 +117,7 @@ async def test_sender_defers_after_persistent_network_errors():
 
 async def test_sender_splits_long_text_and_puts_the_keyboard_on_the_last_part():
     bot = ScriptedBot()
-    markup = handlers.signal_keyboard("BTCUSDT", "1h", "BTCUSDT-1h-202601010000-L")
+    markup = signal_commands.signal_keyboard("BTCUSDT", "1h", "BTCUSDT-1h-202601010000-L")
     result = await sender.Sender(bot, sleep=_no_sleep).text(1, "\n".join(["line " * 20] * 200), reply_markup=markup)
     assert result.ok and len(bot.sent) > 1
     assert [m["reply_markup"] is markup for m in bot.sent] == [False] * (len(bot.sent) - 1) + [True]
@@ -138,42 +138,42 @@ async def test_long_photo_caption_moves_to_a_follow_up_message():
     ("raw", "expected"), [("btcusdt", "BTCUSDT"), ("BTC/USDT", "BTCUSDT"), ("eth-usdt", "ETHUSDT")]
 )
 def test_parse_symbol_normalises(raw, expected):
-    assert handlers.parse_symbol(raw) == expected
+    assert commands.parse_symbol(raw) == expected
 
 
 @pytest.mark.parametrize("raw", ["", "B", "BTC$", "x" * 40, "\x00\x01"])
 def test_parse_symbol_rejects_garbage_with_a_safe_echo(raw):
-    with pytest.raises(handlers.BadInput) as info:
-        handlers.parse_symbol(raw)
+    with pytest.raises(commands.BadInput) as info:
+        commands.parse_symbol(raw)
     assert "\x00" not in str(info.value) and len(str(info.value)) < 200
 
 
 def test_parse_timeframe():
-    assert handlers.parse_timeframe("4H") == "4h"
-    assert handlers.parse_timeframe("1M") == "1M"
-    with pytest.raises(handlers.BadInput):
-        handlers.parse_timeframe("2y")
+    assert commands.parse_timeframe("4H") == "4h"
+    assert commands.parse_timeframe("1M") == "1M"
+    with pytest.raises(commands.BadInput):
+        commands.parse_timeframe("2y")
 
 
 @pytest.mark.parametrize(
     ("value", "text"), [(97123.456, "97,123.46"), (1.23456, "1.2346"), (0.0000123456, "0.000012346"), (None, "-")]
 )
 def test_fmt_price_scales_with_magnitude(value, text):
-    assert handlers.fmt_price(value) == text
+    assert commands.fmt_price(value) == text
 
 
 def test_apply_setting():
-    prefs = handlers.UserPrefs()
-    assert handlers.apply_setting(prefs, "tf", "4h").timeframe == "4h"
-    assert handlers.apply_setting(prefs, "broadcasts", "off").broadcasts is False
-    assert handlers.apply_setting(prefs, "confidence", "70%").min_confidence == 70
+    prefs = account_commands.UserPrefs()
+    assert account_commands.apply_setting(prefs, "tf", "4h").timeframe == "4h"
+    assert account_commands.apply_setting(prefs, "broadcasts", "off").broadcasts is False
+    assert account_commands.apply_setting(prefs, "confidence", "70%").min_confidence == 70
     for key, value in (("tf", "5y"), ("broadcasts", "maybe"), ("confidence", "150"), ("colour", "red")):
-        with pytest.raises(handlers.BadInput):
-            handlers.apply_setting(prefs, key, value)
+        with pytest.raises(commands.BadInput):
+            account_commands.apply_setting(prefs, key, value)
 
 
 def test_callback_data_fits_telegram_limit_and_forged_data_is_rejected():
-    markup = handlers.signal_keyboard("ABCDEFGHIJKLMNOPQRST", "15m", "ABCDEFGHIJKLMNOPQRST-15m-202601010000-L")
+    markup = signal_commands.signal_keyboard("ABCDEFGHIJKLMNOPQRST", "15m", "ABCDEFGHIJKLMNOPQRST-15m-202601010000-L")
     for row in markup.inline_keyboard:
         for button in row:
             assert len(button.callback_data.encode()) <= 64
@@ -197,7 +197,7 @@ def test_command_table_covers_the_spec_and_is_consistent():
     for spec in table:
         assert spec.usage.startswith(f"/{spec.name}") and spec.description
         assert re.fullmatch(r"[a-z]{1,32}", spec.name)
-    help_text = handlers.help_text(table, admin=True)
+    help_text = commands.help_text(table, admin=True)
     assert all(sender.escape(spec.usage) in help_text for spec in table)
     assert {c.command for c in handlers.menu_commands(table)} == user
 
@@ -278,7 +278,7 @@ def test_token_filter_redacts_urls_in_log_records(caplog):
     ],
 )
 def test_report_schedule(day, periods):
-    assert telegram_app.report_periods(day) == periods
+    assert jobs.report_periods(day) == periods
 
 
 def test_retry_after_seconds_accepts_int_and_timedelta():
@@ -295,9 +295,9 @@ async def test_enough_new_outcomes_trigger_one_retrain(tmp_path):
     started = []
     app = SimpleNamespace(create_task=lambda coro, name=None: (started.append(name), coro.close()))
     services = Services(settings=SimpleNamespace(), mode="telegram", store=store)
-    await telegram_app.count_outcomes(app, services, telegram_app.RETRAIN_AFTER_OUTCOMES - 1)
-    assert started == [] and store.get_state("outcomes_since_train") == str(telegram_app.RETRAIN_AFTER_OUTCOMES - 1)
-    await telegram_app.count_outcomes(app, services, 1)
+    await jobs.count_outcomes(app, services, jobs.RETRAIN_AFTER_OUTCOMES - 1)
+    assert started == [] and store.get_state("outcomes_since_train") == str(jobs.RETRAIN_AFTER_OUTCOMES - 1)
+    await jobs.count_outcomes(app, services, 1)
     assert started == ["retrain-on-outcomes"]
     store.close()
 
