@@ -53,7 +53,7 @@ async def drain_outbox(application: Application) -> int:
                     result = await services.sender.photo(item.chat_id, photo, item.html)
                 else:
                     result = await services.sender.text(item.chat_id, item.html)
-                if result.ok:
+                if result.settled:  # maybe-delivered counts: a resend could duplicate it
                     await asyncio.to_thread(services.store.mark_sent, item.id)
                     sent += 1
                 else:

@@ -2,7 +2,8 @@
 
 Every outgoing message goes through :class:`Sender`: HTML is split below Telegram's 4096-character limit without
 breaking tags or entities, photo captions stay within 1024 characters (the rest follows as a message), flood
-control (``RetryAfter``) is waited out and retried so nothing is lost, a user who blocked the bot
+control (``RetryAfter``) is waited out and retried so nothing is lost, a call that timed out after its request
+went out (Telegram may have delivered it) is never sent again (``UNCERTAIN``), a user who blocked the bot
 (``Forbidden``) is reported to ``on_blocked`` (the bot unsubscribes them), and a message Telegram cannot parse as
 HTML is re-sent as plain text rather than dropped.
 
@@ -23,6 +24,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
+import httpx
 from telegram import Bot, InlineKeyboardMarkup, InputFile, Message
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
@@ -42,6 +44,7 @@ class Delivery(StrEnum):
     BLOCKED = "blocked"  # the user blocked the bot or the chat is gone: permanent
     FAILED = "failed"  # Telegram refused the content: permanent for this message
     DEFERRED = "deferred"  # flood control or network trouble outlasted the retries: try again later
+    UNCERTAIN = "uncertain"  # timed out after the request went out: maybe delivered, so never sent again
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,11 @@ class SendResult:
     @property
     def ok(self) -> bool:
         return self.delivery is Delivery.SENT
+
+    @property
+    def settled(self) -> bool:
+        """Nothing to send again: delivered, or maybe delivered (a resend could duplicate it)."""
+        return self.delivery in (Delivery.SENT, Delivery.UNCERTAIN)
 
 
 def escape(text: object) -> str:
@@ -138,6 +146,12 @@ def caption_fits(caption: str) -> bool:
     return utf16_len(caption) <= CAPTION_LIMIT
 
 
+def maybe_delivered(exc: TimedOut) -> bool:
+    """Whether a timed-out call may have reached Telegram: only a connect or pool timeout proves it did not
+    (PTB raises ``TimedOut`` from the httpx timeout; a read or write timeout comes after the request went out)."""
+    return not isinstance(exc.__cause__, httpx.ConnectTimeout | httpx.PoolTimeout)
+
+
 def retry_after_seconds(exc: RetryAfter) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -175,6 +189,7 @@ class Sender:
         """Send HTML, split into as many messages as needed; the keyboard goes on the last one."""
         chunks = split_html(text_html) or ["(empty)"]
         ids: list[int] = []
+        delivery = Delivery.SENT
         for i, chunk in enumerate(chunks):
             last = i == len(chunks) - 1
             result = await self._call(
@@ -188,10 +203,12 @@ class Sender:
                     allow_sending_without_reply=True,
                 ),
             )
-            if not result.ok:
+            if not result.settled:
                 return SendResult(result.delivery, tuple(ids), result.reason)
+            if result.delivery is Delivery.UNCERTAIN:  # that chunk may be there: go on with the rest, never resend
+                delivery = Delivery.UNCERTAIN
             ids.extend(result.message_ids)
-        return SendResult(Delivery.SENT, tuple(ids))
+        return SendResult(delivery, tuple(ids))
 
     async def photo(
         self,
@@ -221,10 +238,11 @@ class Sender:
                 reply_markup=markup_on_photo,
             ),
         )
-        if not result.ok or not follow_up_html:
+        if not result.settled or not follow_up_html:
             return result
         more = await self.text(chat_id, follow_up_html, reply_markup=reply_markup)
-        return SendResult(more.delivery, result.message_ids + more.message_ids, more.reason)
+        delivery = Delivery.UNCERTAIN if more.ok and result.delivery is Delivery.UNCERTAIN else more.delivery
+        return SendResult(delivery, result.message_ids + more.message_ids, more.reason)
 
     async def edit(
         self, chat_id: int, message_id: int, text_html: str, *, reply_markup: InlineKeyboardMarkup | None = None
@@ -294,7 +312,17 @@ class Sender:
                     return SendResult(Delivery.BLOCKED, reason=exc.message)
                 logger.error("Telegram refused a message to chat %s: %s", chat_id, exc.message)
                 return SendResult(Delivery.FAILED, reason=exc.message)
-            except (TimedOut, NetworkError) as exc:
+            except TimedOut as exc:
+                if maybe_delivered(exc):
+                    logger.warning(
+                        "sending to chat %s timed out after the request went out: maybe delivered, not resent", chat_id
+                    )
+                    return SendResult(Delivery.UNCERTAIN, reason=f"timed out: {exc}")
+                if attempt == MAX_ATTEMPTS:
+                    return SendResult(Delivery.DEFERRED, reason=str(exc))
+                logger.warning("timed out connecting to Telegram for chat %s (%s); retrying", chat_id, exc)
+                await self._sleep(min(2.0**attempt, 30.0))
+            except NetworkError as exc:  # connection refused/reset, 502: retried (the issue's concern is timeouts)
                 if attempt == MAX_ATTEMPTS:
                     return SendResult(Delivery.DEFERRED, reason=str(exc))
                 logger.warning("network error sending to chat %s (%s); retrying", chat_id, exc)

@@ -37,6 +37,10 @@ logger = logging.getLogger(__name__)
 
 RATE_LIMITER_RETRIES = 3  # RetryAfter answers the rate limiter waits out before the sender's own retries
 POLL_TIMEOUT_SECONDS = 25
+# PTB waits 5 s for Telegram's answer by default; a send that times out may still be delivered and is then not
+# resent (chat.sender), so sends get time to finish: uploads of charts and backups over slow links included
+SEND_READ_TIMEOUT_SECONDS = 30.0
+SEND_WRITE_TIMEOUT_SECONDS = 30.0
 
 
 def file_url_for(base_url: str) -> str:
@@ -110,6 +114,8 @@ def build_application(
         builder = builder.rate_limiter(AIORateLimiter(max_retries=RATE_LIMITER_RETRIES))
     if request is not None:
         builder = builder.request(request).get_updates_request(request)
+    else:
+        builder = builder.read_timeout(SEND_READ_TIMEOUT_SECONDS).write_timeout(SEND_WRITE_TIMEOUT_SECONDS)
     if not jobs:
         builder = builder.job_queue(None)
     application = builder.build()

@@ -8,11 +8,13 @@ import re
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
+import httpx
 import pytest
-from telegram.error import BadRequest, Forbidden, RetryAfter, TimedOut
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
 from chat import account_commands, commands, glossary, handlers, jobs, sender, signal_commands, telegram_app
 from chat.services import RateLimiter, RecentResults
+from config import Settings
 
 # -- split_html ----------------------------------------------------------------------------------------------
 
@@ -108,11 +110,51 @@ async def test_sender_falls_back_to_plain_text_when_html_is_rejected():
     assert result.ok and bot.sent[0]["text"] == "a & b" and bot.sent[0]["parse_mode"] is None
 
 
+def _timed_out(cause: Exception) -> TimedOut:
+    """TimedOut as PTB raises it: from the httpx timeout."""
+    try:
+        raise TimedOut() from cause
+    except TimedOut as exc:
+        return exc
+
+
 async def test_sender_defers_after_persistent_network_errors():
     _no_sleep.slept = []
-    bot = ScriptedBot(*[TimedOut() for _ in range(sender.MAX_ATTEMPTS)])
+    failures = [NetworkError("httpx.ConnectError: refused") for _ in range(sender.MAX_ATTEMPTS - 1)]
+    bot = ScriptedBot(*failures, _timed_out(httpx.ConnectTimeout("connect")))
     result = await sender.Sender(bot, sleep=_no_sleep).text(1, "x")
     assert result.delivery is sender.Delivery.DEFERRED and not bot.sent
+
+
+@pytest.mark.parametrize("cause", [httpx.ReadTimeout("read"), httpx.WriteTimeout("write"), None])
+async def test_a_send_that_timed_out_after_going_out_is_not_sent_again(cause, caplog):
+    """Telegram may have delivered it (issue 14 item 2): no blind resend, the result says "maybe delivered"."""
+    bot = ScriptedBot(_timed_out(cause) if cause else TimedOut())
+    result = await sender.Sender(bot, sleep=_no_sleep).text(1, "x")
+    assert result.delivery is sender.Delivery.UNCERTAIN and result.settled and not result.ok
+    assert bot.sent == [] and not bot.failures  # one call only, the scripted success never requested
+    assert "maybe delivered" in caplog.text
+
+
+async def test_a_timeout_before_the_request_went_out_is_retried():
+    bot = ScriptedBot(_timed_out(httpx.ConnectTimeout("connect")), _timed_out(httpx.PoolTimeout("pool")))
+    result = await sender.Sender(bot, sleep=_no_sleep).text(1, "x")
+    assert result.ok and len(bot.sent) == 1
+
+
+async def test_a_long_text_goes_on_after_a_maybe_delivered_chunk():
+    bot = ScriptedBot(_timed_out(httpx.ReadTimeout("read")))
+    result = await sender.Sender(bot, sleep=_no_sleep).text(1, "\n".join("y" * 1000 for _ in range(8)))
+    assert result.delivery is sender.Delivery.UNCERTAIN and len(bot.sent) >= 1  # chunk 1 not resent, rest sent
+
+
+def test_sends_get_a_longer_read_timeout_than_ptbs_5_s(tmp_path):
+    settings = Settings.from_env(
+        {"BOT_DATA_DIR": str(tmp_path), "TELEGRAM_BOT_TOKEN": "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"}, dotenv=None
+    )
+    application = telegram_app.build_application(settings, jobs=False)
+    request = application.bot.request
+    assert request.read_timeout == telegram_app.SEND_READ_TIMEOUT_SECONDS > 5
 
 
 async def test_sender_splits_long_text_and_puts_the_keyboard_on_the_last_part():
