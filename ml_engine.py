@@ -14,9 +14,11 @@ Definitions
 
 Validation (time-ordered only; nothing is shuffled across time)
 -------------------------------------------------------------
-Samples are sorted by signal time. The last ``test_fraction`` (30%) are the held-out test period; the
-``gap`` samples (default: 2% of the samples, at least 5) just before it are dropped, so outcomes still running at
-the start of the test period cannot leak into training; the rest is the training period. On the test period the
+Samples are sorted by signal time. The last ``test_fraction`` (30%) are the held-out test period, which opens at
+the signal time of its first sample. The purge is by time, not by count: an earlier sample trains only when its
+outcome closed (``closed_at`` of the outcome) strictly before the test period opens, so no outcome still running
+then can leak into training; a sample without a close time never trains. The rest are purged (``gap``). Each
+model's probability is calibrated on the training period only (``research.ml_models.fit``). On the test period the
 report gives ROC AUC (with its Hanley-McNeil standard error), the Brier score (and the no-skill Brier score of
 always predicting the training win rate), a reliability table (10 probability bins: count, mean prediction,
 observed win rate), and the number that matters: the **expectancy in R of the signals the model keeps**
@@ -24,17 +26,20 @@ observed win rate), and the number that matters: the **expectancy in R of the si
 the model keeps a signal when it rates it better than the average signal.
 
 Activation rule: a model is activated (``active: True``) only if, on the held-out period, (1) both classes are
-present, (2) the one-sided 95% lower bound of its AUC (AUC - 1.645 SE) is above 0.5, (3) it keeps at least
+present, (2) the one-sided 95% lower bound of its AUC, Bonferroni-corrected for every model compared by this and
+the earlier trainings (AUC - z(1 - 0.05/m) SE, ``research.ml_metrics``), is above 0.5, (3) it keeps at least
 ``max(10, 10%)`` of the test signals and (4) their expectancy is strictly higher than that of all signals.
 Otherwise it is saved with ``active: False`` and the reason, and the bot runs without it. Models are only trained
 when at least ``MIN_SAMPLES`` (200) labelled outcomes exist. After validation, the saved estimator is refitted on
-all labelled samples (train + gap + test); the metrics stored with it are those of the held-out evaluation.
+all labelled samples (train + gap + test); the metrics stored with it are those of the held-out evaluation. The
+header counts the trainings done in the data directory (``trainings``): ``m`` = models per training x trainings.
 
 Models (scikit-learn Pipelines, ``random_state=0``)
 -------------------------------------------------
-- ``ml_model.pkl`` (single): median imputer -> standard scaler -> L2 logistic regression (calibrated by design).
+- ``ml_model.pkl`` (single): median imputer -> standard scaler -> L2 logistic regression.
 - ``ml_ensemble.pkl``: soft voting of gradient boosting (depth 2), random forest (min 10 samples a leaf) and the
   logistic regression above.
+- Both calibrated: Platt scaling below 1,000 training samples, isotonic from there, over time-ordered folds.
 
 File format (``ml_predictor.write_model``): a JSON header (format, kind, features, library versions, training
 date, sample count, metrics, active, reason, threshold, and the payload's sha256), then the pickled estimator. The
@@ -90,6 +95,7 @@ class Sample:
     r_multiple: float
     symbol: str = ""
     timeframe: str = ""
+    closed: datetime | None = None  # when the outcome closed (None: unknown, never used for training)
 
 
 def _signal_part(record: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -217,10 +223,16 @@ def extract_samples(records: Iterable[Mapping[str, Any]]) -> list[Sample]:
                 r_multiple=labelled[1],
                 symbol=str(sig.get("symbol", "")),
                 timeframe=str(sig.get("timeframe", "")),
+                closed=_closed_time(record),
             )
         )
     out.sort(key=lambda s: (s.time, s.symbol, s.timeframe))
     return out
+
+
+def _closed_time(record: Mapping[str, Any]) -> datetime | None:
+    outcome = _outcome_part(record) or {}
+    return _parse_time(outcome.get("closed_at") or outcome.get("exit_time") or outcome.get("closed"))
 
 
 def load_journal_records(path: Path) -> list[dict[str, Any]]:
@@ -317,11 +329,14 @@ class TrainReport:
         lines = [
             f"Trained on {self.samples} labelled outcomes ({len(self.features)} features) in {self.seconds:.1f} s.",
             f"Time-ordered split: train {self.train_samples} ({self.train_period[0]} .. {self.train_period[1]}), "
-            f"gap {self.gap_samples}, held-out {self.test_samples} ({self.test_period[0]} .. {self.test_period[1]}).",
+            f"purged {self.gap_samples} (outcome still open when the held-out period opens), "
+            f"held-out {self.test_samples} ({self.test_period[0]} .. {self.test_period[1]}).",
         ]
         for m in self.models:
             x = m.metrics
             auc = "n/a" if x.auc is None else f"{x.auc:.3f} ± {x.auc_se:.3f}"
+            if x.auc_lower is not None:
+                auc += f" (lower bound {x.auc_lower:.3f} over {x.comparisons} comparisons)"
             kept = "n/a" if x.expectancy_kept is None else f"{x.expectancy_kept:+.3f} R"
             lines += [
                 f"{m.kind.value} model ({Path(m.path).name}): {'ACTIVE' if m.active else 'not active'} - {m.reason}",
@@ -340,12 +355,23 @@ class TrainReport:
         return "\n".join(lines)
 
 
-def split_indices(n: int, *, test_fraction: float = TEST_FRACTION, gap: int | None = None) -> tuple[int, int]:
-    """(train_end, test_start) for ``n`` time-sorted samples: train = [0, train_end), test = [test_start, n)."""
-    n_test = max(1, round(n * test_fraction))
-    gap = max(5, math.ceil(0.02 * n)) if gap is None else gap
-    test_start = n - n_test
-    return max(0, test_start - gap), test_start
+def purged_split(samples: Sequence[Sample], *, test_fraction: float = TEST_FRACTION) -> tuple[np.ndarray, int]:
+    """(training indices, test_start) for time-sorted samples: test = ``[test_start, n)``; an earlier sample
+    trains only when its outcome closed before the test period opens (the first test sample's signal time)."""
+    n = len(samples)
+    test_start = n - max(1, round(n * test_fraction))
+    opens = samples[test_start].time
+    return np.array([i for i in range(test_start) if _closed_before(samples[i], opens)], dtype=int), test_start
+
+
+def _closed_before(sample: Sample, moment: datetime) -> bool:
+    return sample.closed is not None and sample.closed < moment
+
+
+def previous_trainings(data_dir: Path) -> int:
+    """How many trainings earlier model files in ``data_dir`` record (0 without a model)."""
+    headers = [read_header(Path(data_dir) / name) for name in MODEL_FILES.values()]
+    return max((int(h.get("trainings") or 1) for h in headers if h), default=0)
 
 
 def train(
@@ -354,7 +380,6 @@ def train(
     *,
     min_samples: int = MIN_SAMPLES,
     test_fraction: float = TEST_FRACTION,
-    gap: int | None = None,
     kinds: Sequence[ModelKind] = (ModelKind.SINGLE, ModelKind.ENSEMBLE),
     now: datetime | None = None,
 ) -> TrainReport:
@@ -374,17 +399,25 @@ def train(
     names = feature_names(samples)
     x, y = matrix(samples, names), np.array([s.label for s in samples])
     r = np.array([s.r_multiple for s in samples])
-    train_end, test_start = split_indices(len(samples), test_fraction=test_fraction, gap=gap)
-    train_rate = float(y[:train_end].mean())
+    fit_rows, test_start = purged_split(samples, test_fraction=test_fraction)
+    train_rate = float(y[fit_rows].mean()) if len(fit_rows) else 0.5
     notes = []
-    if len(set(y[:train_end].tolist())) < 2:
+    if len(set(y[fit_rows].tolist())) < 2:
         notes.append("training period has a single outcome class: models predict a constant")
     reports = []
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    trainings = previous_trainings(data_dir) + 1
     for kind in kinds:
-        probs = fit_predict(kind, x[:train_end], y[:train_end], x[test_start:], train_rate)
-        metrics = evaluate(y[test_start:], r[test_start:], probs, threshold=train_rate, train_rate=train_rate)
+        probs = fit_predict(kind, x[fit_rows], y[fit_rows], x[test_start:])
+        metrics = evaluate(
+            y[test_start:],
+            r[test_start:],
+            probs,
+            threshold=train_rate,
+            train_rate=train_rate,
+            comparisons=len(kinds) * trainings,
+        )
         active, reason = activation(metrics)
         final = fit(kind, x, y)
         path = data_dir / MODEL_FILES[kind]
@@ -395,6 +428,7 @@ def train(
             "versions": library_versions(),
             "trained_at": now.isoformat(),
             "samples": len(samples),
+            "trainings": trainings,
             "metrics": {**asdict(metrics), "auc_lower": metrics.auc_lower},
             "active": active,
             "reason": reason,
@@ -410,10 +444,10 @@ def train(
         len(samples),
         min_samples,
         records=len(records),
-        train_samples=train_end,
-        gap_samples=test_start - train_end,
+        train_samples=len(fit_rows),
+        gap_samples=test_start - len(fit_rows),
         test_samples=len(samples) - test_start,
-        train_period=(iso(0), iso(max(train_end - 1, 0))),
+        train_period=(iso(int(fit_rows[0])), iso(int(fit_rows[-1]))) if len(fit_rows) else ("-", "-"),
         test_period=(iso(test_start), iso(len(samples) - 1)),
         features=tuple(names),
         models=tuple(reports),

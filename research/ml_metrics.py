@@ -2,6 +2,10 @@
 
 Pure numpy: ROC AUC with its Hanley-McNeil standard error, Brier scores, a reliability table and the expectancy of
 the signals a model keeps; ``activation`` decides whether a validated model may be used by the live bot.
+
+Every training compares several models, and every retrain looks again: the AUC's lower bound is Bonferroni-
+corrected, ``AUC - z(1 - 0.05 / comparisons) * SE``, where ``comparisons`` counts every model evaluated by this and
+all earlier trainings in the data directory (2 models, first training: z = 1.96; third training: 6, z = 2.39).
 """
 
 from __future__ import annotations
@@ -9,10 +13,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
+
+ALPHA = 0.05  # one-sided family-wise error rate of the activation rule's AUC test
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +47,17 @@ class ModelMetrics:
     expectancy_all: float
     expectancy_kept: float | None
     calibration: tuple[CalibrationBin, ...] = ()
+    comparisons: int = 1  # models and retrains compared so far: the Bonferroni divisor of ALPHA
+
+    @property
+    def auc_z(self) -> float:
+        """The one-sided normal quantile of ``1 - ALPHA / comparisons`` (1.645 for one comparison)."""
+        return NormalDist().inv_cdf(1 - ALPHA / max(1, self.comparisons))
 
     @property
     def auc_lower(self) -> float | None:
-        return None if self.auc is None or self.auc_se is None else self.auc - 1.645 * self.auc_se
+        """One-sided lower confidence bound of the AUC, Bonferroni-corrected for ``comparisons``."""
+        return None if self.auc is None or self.auc_se is None else self.auc - self.auc_z * self.auc_se
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
@@ -92,7 +106,13 @@ def reliability(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> tuple[
 
 
 def evaluate(
-    labels: np.ndarray, r: np.ndarray, probs: np.ndarray, *, threshold: float, train_rate: float
+    labels: np.ndarray,
+    r: np.ndarray,
+    probs: np.ndarray,
+    *,
+    threshold: float,
+    train_rate: float,
+    comparisons: int = 1,
 ) -> ModelMetrics:
     """Held-out metrics of predicted win probabilities ``probs`` against ``labels`` and R multiples ``r``."""
     labels = np.asarray(labels, dtype=int)
@@ -113,6 +133,7 @@ def evaluate(
         expectancy_all=round(float(r.mean()), 4),
         expectancy_kept=round(float(r[kept].mean()), 4) if n_kept else None,
         calibration=reliability(labels, probs),
+        comparisons=comparisons,
     )
 
 
@@ -122,7 +143,10 @@ def activation(metrics: ModelMetrics) -> tuple[bool, str]:
         return False, "held-out period has a single outcome class"
     lower = metrics.auc_lower
     if lower is None or lower <= 0.5:
-        return False, f"AUC {metrics.auc:.3f} not significantly above 0.5 (lower bound {lower:.3f})"
+        return False, (
+            f"AUC {metrics.auc:.3f} not significantly above 0.5 (lower bound {lower:.3f}, "
+            f"Bonferroni over {metrics.comparisons} comparisons)"
+        )
     min_kept = max(10, math.ceil(0.1 * metrics.test_samples))
     if metrics.kept < min_kept:
         return False, f"keeps only {metrics.kept} of {metrics.test_samples} held-out signals (< {min_kept})"

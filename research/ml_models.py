@@ -1,6 +1,9 @@
 """The ML estimators: which scikit-learn pipelines the training builds and how they are fitted.
 
 scikit-learn is imported inside the functions: the bot's start and the CLI's other commands never pay for it.
+
+Every fitted model's probability is calibrated (``fit``): the logistic regression alone is calibrated only when
+its linear log-odds are right, and a soft vote of trees is not calibrated at all.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from enum import StrEnum
 import numpy as np
 
 logger = logging.getLogger(__name__)
+
+CALIBRATION_FOLDS = 3  # time-ordered folds of the probability calibration
+ISOTONIC_MIN = 1000  # samples from which isotonic calibration replaces Platt scaling (sklearn's advice)
 
 
 class ModelKind(StrEnum):
@@ -71,12 +77,34 @@ class Constant:
         return np.column_stack([np.full(len(x), 1 - self.rate), np.full(len(x), self.rate)])
 
 
-def fit(kind: ModelKind, x: np.ndarray, y: np.ndarray):
+def calibration_method(n: int) -> str:
+    """Isotonic from ``ISOTONIC_MIN`` samples on (it fits any monotone distortion), Platt's sigmoid below."""
+    return "isotonic" if n >= ISOTONIC_MIN else "sigmoid"
+
+
+def fit(kind: ModelKind, x: np.ndarray, y: np.ndarray, *, calibrate: bool = True):
+    """The model of ``kind`` fitted on time-sorted ``(x, y)``, its probability calibrated on the same samples.
+
+    Calibration (``CalibratedClassifierCV`` over ``TimeSeriesSplit(CALIBRATION_FOLDS)``): each fold's model is
+    fitted on earlier samples and its calibrator on the next later block, never on anything outside ``(x, y)``;
+    the prediction averages the folds. When a fold's earlier samples hold a single class the model stays
+    uncalibrated (logged); a single class overall gives the ``Constant`` rate.
+    """
     if len(set(y.tolist())) < 2:
         return Constant(float(y.mean()) if len(y) else 0.5)
-    return build_model(kind).fit(x, y)
+    if not calibrate:
+        return build_model(kind).fit(x, y)
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import TimeSeriesSplit
+
+    folds = TimeSeriesSplit(CALIBRATION_FOLDS)
+    if any(len(set(y[train].tolist())) < 2 for train, _ in folds.split(x)):
+        logger.warning("a calibration fold has a single outcome class: %s model left uncalibrated", kind.value)
+        return build_model(kind).fit(x, y)
+    method = calibration_method(len(y))
+    return CalibratedClassifierCV(build_model(kind), method=method, cv=folds).fit(x, y)
 
 
-def fit_predict(kind: ModelKind, x_train, y_train, x_test, train_rate: float) -> np.ndarray:
+def fit_predict(kind: ModelKind, x_train, y_train, x_test) -> np.ndarray:
     model = fit(kind, x_train, y_train)
     return np.asarray(model.predict_proba(x_test))[:, 1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 import ml_engine
 from ml_engine import ModelKind, TrainStatus, extract_samples, label_of, should_retrain, train
 from ml_predictor import MLPredictor, read_model
-from research.ml_metrics import roc_auc
+from research.ml_metrics import ModelMetrics, activation, roc_auc
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -28,7 +29,12 @@ def record(i: int, features: dict[str, float], win: bool, *, nested: bool = True
         "r_multiples": [1.5, 2.5, 4.0],
         "features": features,
     }
-    outcome = {"reason": "TP1" if win else "SL", "r_multiple": r_win if win else -1.0}
+    closed = T0 + timedelta(hours=4 * (i + 1 + i % 5))  # the outcome closes 1 to 5 signals later
+    outcome = {
+        "reason": "TP1" if win else "SL",
+        "r_multiple": r_win if win else -1.0,
+        "closed_at": closed.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
     return {"signal": sig, "outcome": outcome} if nested else {**sig, "outcome": outcome}
 
 
@@ -86,11 +92,19 @@ def test_samples_are_sorted_by_time():
     assert times == sorted(times)
 
 
-def test_split_is_time_ordered_with_a_gap():
-    train_end, test_start = ml_engine.split_indices(1000)
-    assert (train_end, test_start) == (680, 700)
-    train_end, test_start = ml_engine.split_indices(100, gap=0)
-    assert train_end == test_start == 70
+def test_purge_is_by_outcome_close_time_not_by_count():
+    recs = synthetic(100, seed=1, informative=False)  # test period: samples 70..99, opening at signal 70's time
+    opens = T0 + timedelta(hours=4 * 70)
+    late = recs[10]["outcome"]  # an early signal whose outcome ran into the test period: never trains
+    late["closed_at"] = (opens + timedelta(hours=1)).isoformat()
+    recs[20]["outcome"]["closed_at"] = opens.isoformat()  # closes as the test opens: still open then
+    recs[30]["outcome"]["closed_at"] = (opens - timedelta(seconds=1)).isoformat()  # closed just before: trains
+    del recs[40]["outcome"]["closed_at"]  # close time unknown: never trains
+    rows, test_start = ml_engine.purged_split(extract_samples(recs))
+    assert test_start == 70
+    purged = set(range(70)) - set(rows.tolist())
+    assert purged == {10, 20, 40, 67, 68, 69}  # 67..69 close 3..5 signals later, at or after the opening
+    assert 30 in rows and 66 in rows  # 66 closes at signal 68's time: before the opening
 
 
 def test_auc_matches_scikit_learn():
@@ -102,13 +116,118 @@ def test_auc_matches_scikit_learn():
     assert roc_auc(y, s) == pytest.approx(roc_auc_score(y, s))
 
 
+# --- activation rule: one test per condition, at its boundary ------------------------------------------------
+
+
+def metrics(**changes) -> ModelMetrics:
+    """Held-out metrics that pass every condition of the rule (lower bound 0.6 - 1.645 * 0.05 = 0.518)."""
+    base = dict(
+        test_samples=200,
+        auc=0.6,
+        auc_se=0.05,
+        brier=0.2,
+        brier_baseline=0.25,
+        threshold=0.4,
+        kept=20,
+        win_rate_all=0.4,
+        win_rate_kept=0.5,
+        expectancy_all=0.0,
+        expectancy_kept=0.1,
+    )
+    return ModelMetrics(**{**base, **changes})
+
+
+def test_activation_passes_when_every_condition_holds():
+    assert activation(metrics()) == (True, "beats baseline: kept +0.100 R vs all +0.000 R per signal")
+
+
+def test_activation_needs_both_classes():
+    active, reason = activation(metrics(auc=None, auc_se=None))
+    assert not active and "single outcome class" in reason
+
+
+def test_activation_needs_the_auc_lower_bound_above_one_half():
+    assert activation(metrics(auc=0.5 + 1.645 * 0.05 + 0.001))[0]
+    active, reason = activation(metrics(auc=0.5 + 1.645 * 0.05 - 0.001))  # lower bound just below 0.5
+    assert not active and "not significantly above 0.5" in reason
+    assert not activation(metrics(auc=0.45, auc_se=0.001))[0]  # a confident AUC below 0.5 (a flipped test)
+
+
+def test_activation_corrects_the_auc_bound_for_every_comparison():
+    assert metrics(comparisons=1).auc_z == pytest.approx(1.6449, abs=1e-4)
+    assert metrics(comparisons=2).auc_z == pytest.approx(1.9600, abs=1e-4)  # Bonferroni: 0.05 / 2
+    between = metrics(auc=0.5 + 1.8 * 0.05)  # significant alone, not among two models
+    assert activation(between)[0]
+    active, reason = activation(replace(between, comparisons=2))
+    assert not active and "over 2 comparisons" in reason
+
+
+@pytest.mark.parametrize(("test_samples", "min_kept"), [(50, 10), (200, 20), (301, 31)])
+def test_activation_needs_enough_kept_signals(test_samples, min_kept):
+    assert activation(metrics(test_samples=test_samples, kept=min_kept))[0]
+    active, reason = activation(metrics(test_samples=test_samples, kept=min_kept - 1))
+    assert not active and f"keeps only {min_kept - 1} of {test_samples}" in reason
+
+
+def test_activation_needs_a_strictly_better_expectancy():
+    assert activation(metrics(expectancy_all=0.0999))[0]
+    for kept in (0.1, 0.05):  # equal, or worse
+        active, reason = activation(metrics(expectancy_all=0.1, expectancy_kept=kept))
+        assert not active and "did not beat baseline" in reason
+
+
+def test_retrains_count_as_comparisons(tmp_path):
+    recs = synthetic(200, seed=3, informative=True)
+    first = train(recs, tmp_path, kinds=(ModelKind.SINGLE, ModelKind.ENSEMBLE))
+    second = train(recs, tmp_path, kinds=(ModelKind.SINGLE, ModelKind.ENSEMBLE))
+    assert [m.metrics.comparisons for m in first.models] == [2, 2]
+    assert [m.metrics.comparisons for m in second.models] == [4, 4]
+    assert ml_engine.read_header(tmp_path / "ml_model.pkl")["trainings"] == 2
+
+
+# --- calibration ---------------------------------------------------------------------------------------------
+
+
+def known_probability_journal(n: int, seed: int) -> tuple[list[dict], np.ndarray]:
+    """Journal whose win chance is a known, non-logistic function of ``x0`` (a logistic model is miscalibrated)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3))
+    truth = 1 / (1 + np.exp(-2.5 * x[:, 0] ** 3 - 0.3))
+    wins = rng.random(n) < truth
+    recs = [record(i, {f"x{k}": float(x[i, k]) for k in range(3)}, bool(wins[i])) for i in range(n)]
+    return recs, truth
+
+
+def test_probabilities_are_calibrated_on_a_known_probability_journal():
+    from research.ml_models import fit
+
+    train_recs, _ = known_probability_journal(1500, seed=1)
+    fresh, truth = known_probability_journal(20000, seed=2)
+    names = ["x0", "x1", "x2"]
+    train_samples, fresh_samples = extract_samples(train_recs), extract_samples(fresh)
+    x = ml_engine.matrix(train_samples, names)
+    model = fit(ModelKind.SINGLE, x, np.array([s.label for s in train_samples]))
+    p = model.predict_proba(ml_engine.matrix(fresh_samples, names))[:, 1]
+    realized = np.array([s.label for s in fresh_samples])
+    bins = np.clip((p * 10).astype(int), 0, 9)
+    checked = 0
+    for b in range(10):
+        inside = bins == b
+        if inside.sum() < 300:
+            continue
+        checked += 1
+        assert abs(realized[inside].mean() - p[inside].mean()) < 0.1, b  # realized frequency = prediction
+        assert abs(truth[inside].mean() - p[inside].mean()) < 0.1, b  # and the known probability
+    assert checked >= 5
+
+
 # --- training ----------------------------------------------------------------------------------------------------
 
 
 def test_training_recovers_a_known_feature_and_activates(tmp_path):
     report = train(synthetic(600, seed=7, informative=True), tmp_path)
     assert report.status is TrainStatus.TRAINED
-    assert report.samples == 600 and report.test_samples == 180 and report.gap_samples == 12
+    assert report.samples == 600 and report.test_samples == 180 and report.gap_samples == 3  # 417..419 still open
     for model in report.models:
         m = model.metrics
         assert m.auc > 0.75, model
