@@ -43,6 +43,8 @@ from chat.commands import (
     guarded_call,
     help_text,
     log_refusal,
+    parse_symbol,
+    parse_timeframe,
     reply,
     shown,
     strip_tags,
@@ -50,7 +52,6 @@ from chat.commands import (
 from chat.services import NotAvailable, get_services
 from chat.signal_commands import cmd_market, cmd_signal, run_signal
 from chat.tracking_commands import cmd_close, cmd_health, cmd_journal, cmd_positions, cmd_report, cmd_stats
-from market.timeframes import parse_interval
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +96,11 @@ async def on_callback(update: Update, context: Ctx) -> None:
             if wait is not None:
                 await answer(f"Rate limit reached; try again in {math.ceil(wait)} s.")
                 return
+            # the data is the user's to forge: parsed like typed input (BadInput -> a clear answer, never a crash)
+            symbol = parse_symbol(rest[0])
+            timeframe = parse_timeframe(rest[1])
             await answer("Refreshing…")
-            await guarded_call(update, context, lambda: run_signal(update, context, rest[0], parse_interval(rest[1])))
+            await guarded_call(update, context, lambda: run_signal(update, context, symbol, timeframe))
         elif kind == "sig" and action == "d":
             result = svc.recent.get(rest[0])
             if result is None:

@@ -35,6 +35,7 @@ from store.journal import Journal
 logger = logging.getLogger(__name__)
 
 SERVICES_KEY = "services"
+ERROR_REPORT_PERIOD_SECONDS = 600.0  # one admin report per error kind per period (a click storm is one report)
 
 
 class NotAvailable(Exception):
@@ -60,6 +61,27 @@ class RateLimiter:
             return max(self.seconds - (now - window[0]), 0.1)
         window.append(now)
         return None
+
+
+class ReportThrottle:
+    """One admin error report per error kind per ``period`` seconds; repeats in between are counted, not sent."""
+
+    def __init__(self, period: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.period = period
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def admit(self, kind: str) -> int | None:
+        """None when a report of ``kind`` went out less than ``period`` ago (this one is counted); else the number
+        of repeats suppressed since the last report of that kind."""
+        now = self._clock()
+        last = self._last.get(kind)
+        if last is not None and now - last < self.period:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return None
+        self._last[kind] = now
+        return self._suppressed.pop(kind, 0)
 
 
 class RecentResults:
@@ -100,6 +122,7 @@ class Services:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(5, 60))
     recent: RecentResults = field(default_factory=RecentResults)
+    error_reports: ReportThrottle = field(default_factory=lambda: ReportThrottle(ERROR_REPORT_PERIOD_SECONDS))
     scan_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     outbox_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     monitor_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -20,6 +20,7 @@ import sys
 import traceback
 from collections.abc import AsyncIterator, Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from telegram import Update
@@ -168,6 +169,15 @@ def describe(update: object) -> str:
     return repr(update)[:100]
 
 
+def error_kind(error: BaseException | None) -> str:
+    """What makes two errors "the same" for admin reports: the exception type and where it was raised."""
+    if error is None:
+        return "None"
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
+    return f"{type(error).__name__}@{where}"
+
+
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The one error handler: log with traceback, tell the user one line, notify the admins."""
     error = context.error
@@ -186,13 +196,19 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
             await services.sender.text(
                 update.effective_chat.id, "😕 Something went wrong on my side. Please try again in a moment."
             )
+    if services.mode == "console":
+        return  # the console operator already sees the log
+    suppressed = services.error_reports.admit(error_kind(error))
+    if suppressed is None:
+        logger.info("admin report of %s suppressed (one per kind per period)", type(error).__name__)
+        return
     tail = "".join(traceback.format_exception(error)[-6:]) if error else ""
     notice = (
         f"⚠️ <b>Error</b> while handling {escape(describe(update))}:\n"
         f"<code>{escape(type(error).__name__)}: {escape(str(error)[:300])}</code>\n<pre>{escape(tail[-2500:])}</pre>"
     )
-    if services.mode == "console":
-        return  # the console operator already sees the log
+    if suppressed:
+        notice += f"\n({suppressed} more of this kind since the last report were not sent)"
     for admin_id in sorted(services.settings.admin_ids):
         with contextlib.suppress(Exception):
             await services.sender.text(admin_id, notice)

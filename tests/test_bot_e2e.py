@@ -75,6 +75,17 @@ class FailingMarket:
         return fail
 
 
+async def outbox_marker(tg: FakeTelegram, application, chat_id: int) -> None:
+    """Queue a marker behind everything already in the outbox and wait until it is delivered: the drain sends in
+    queue order, so whatever was queued before it has been sent by then (absence checks wait for this, not for a
+    sleep)."""
+    store = application.bot_data["services"].store
+    text = f"marker {len(tg.all_calls())}"
+    store.enqueue(chat_id, text, kind="notice")
+    await jobs.drain_outbox(application)  # a drain already running picks the marker up before it stops
+    await tg.wait_for("sendMessage", chat_id=chat_id, where=lambda c: c.text == text)
+
+
 @pytest.fixture
 def tg():
     with FakeTelegram() as server:
@@ -447,7 +458,7 @@ async def test_requested_signal_above_threshold_is_tracked_and_broadcast_once(tg
         assert broadcast.files["photo"].startswith(PNG_MAGIC)
         position = services.store.get_by_signal(signal.id)
         assert position is not None and set(position.recipients) >= {USER, OTHER}
-        await asyncio.sleep(0.3)
+        await outbox_marker(tg, application, USER)  # a second copy queued for the requester would arrive before it
         assert len(tg.calls("sendPhoto", chat_id=USER)) == 1  # the requester is not sent a second copy
         tg.send_message("/positions", user_id=USER)
         call = await tg.wait_for("sendMessage", chat_id=USER, where=lambda c: "Open positions" in c.text)
@@ -476,9 +487,10 @@ async def test_stats_journal_report_commands_and_the_report_job(tg, bot):
     await jobs.job_report(job_context)  # a second run the same day sends nothing new
     first = await tg.wait_for(("sendPhoto", "sendMessage"), chat_id=OTHER)
     assert "aily" in first.text
-    await asyncio.sleep(0.2)
+    await outbox_marker(tg, bot, OTHER)  # anything the two runs queued is sent before the marker
     expected = len(jobs.report_periods(datetime.now(services.settings.tz)))
-    assert len([c for c in tg.calls(chat_id=OTHER) if c.method in ("sendPhoto", "sendMessage")]) == expected
+    sent = [c for c in tg.calls(chat_id=OTHER) if c.method in ("sendPhoto", "sendMessage")]
+    assert len(sent) == expected + 1  # the reports and the marker
 
 
 async def test_scan_train_market_and_pause_state(tg, tmp_path):
@@ -546,8 +558,10 @@ async def test_non_text_messages_get_a_hint_in_private_and_silence_in_groups(tg,
         tg._push({"message": message})
     call = await tg.wait_for("sendMessage", chat_id=USER)
     assert "I understand commands" in call.text
-    await asyncio.sleep(0.2)
-    assert not tg.calls(chat_id=-4242)
+    tg.send_message("/explain OB", user_id=USER, chat_id=-4242, chat_type="group")  # the marker, pushed after
+    await tg.wait_for("sendMessage", chat_id=-4242)
+    group_calls = tg.calls(chat_id=-4242)
+    assert len(group_calls) == 1 and "Order block" in group_calls[0].text  # only the marker's answer
 
 
 async def test_signal_without_timeframe_uses_the_users_setting(tg, bot):
@@ -558,3 +572,102 @@ async def test_signal_without_timeframe_uses_the_users_setting(tg, bot):
     assert "BTCUSDT 4h" in call.text
     assert any(b[1] == "sig|r|BTCUSDT|4h" for b in call.buttons())
     assert tg.calls("sendChatAction", chat_id=USER)  # "sending a photo…" while the analysis ran
+
+
+# -- hostile input, admin gating, error reports (issue 14) -----------------------------------------------------
+
+
+def group_message(tg: FakeTelegram, chat_id: int) -> dict:
+    """A bot message (e.g. an admin panel) in a group, for button presses there."""
+    return {
+        "message_id": 777,
+        "date": int(datetime.now().timestamp()),
+        "chat": {"id": chat_id, "type": "supergroup", "title": "Traders"},
+        "from": tg.bot_user,
+        "text": "(panel)",
+    }
+
+
+async def admin_marker(tg: FakeTelegram, user_id: int = ADMIN) -> None:
+    """A /help round trip for ``user_id``: whatever the bot sent that chat before has arrived by then."""
+    before = len(tg.calls("sendMessage", chat_id=user_id))
+    tg.send_message("/help", user_id=user_id)
+    await tg.wait_for("sendMessage", chat_id=user_id, after=before, where=lambda c: "commands" in c.text)
+
+
+async def test_forged_refresh_buttons_get_a_clear_answer_and_no_error_report(tg, bot):
+    ids = [tg.press(data, user_id=USER) for data in ("sig|r|BTCUSDT|99h", "sig|r|BTCUSDT|0m", "sig|r|BTCUSDT|7w")]
+    for query_id in ids:
+        answer = await tg.wait_for(
+            "answerCallbackQuery", where=lambda c, q=query_id: c.params.get("callback_query_id") == q
+        )
+        assert "is not a timeframe" in answer.params.get("text", "")
+    await admin_marker(tg)
+    assert not [c for c in tg.calls("sendMessage") if "Error" in c.text or "went wrong" in c.text]
+    assert len(tg.calls("answerCallbackQuery")) == len(ids)  # each exactly once
+
+
+class BrokenMarket:
+    """A market-data source with a bug: every call raises a RuntimeError (not a MarketDataError)."""
+
+    def __getattr__(self, name: str):
+        def fail(*args, **kwargs):
+            raise RuntimeError("boom")
+
+        return fail
+
+
+async def test_error_reports_to_admins_are_deduplicated_and_counted(tg, tmp_path):
+    from chat.services import ReportThrottle
+
+    admins = (ADMIN, ADMIN + 1)
+    now = [0.0]
+    async with run_bot(
+        tg, tmp_path, market=BrokenMarket(), admin_ids=frozenset(admins), signal_rate_limit=(100, 60)
+    ) as app:
+        app.bot_data["services"].error_reports = ReportThrottle(600, clock=lambda: now[0])
+        for _ in range(12):
+            tg.send_message("/signal BTCUSDT 1h", user_id=USER)
+        await tg.wait_for("sendMessage", chat_id=USER, count=12, where=lambda c: "went wrong" in c.text)
+        for admin in admins:
+            await admin_marker(tg, admin)
+            reports = [c for c in tg.calls("sendMessage", chat_id=admin) if "<b>Error</b>" in c.params["text"]]
+            assert len(reports) == 1 and "RuntimeError: boom" in reports[0].text
+        now[0] = 601.0  # the period is over: the next error of that kind is reported, with the count
+        tg.send_message("/signal BTCUSDT 1h", user_id=USER)
+        report = await tg.wait_for(
+            "sendMessage", chat_id=ADMIN, where=lambda c: "<b>Error</b>" in c.params["text"], count=2
+        )
+        assert "11 more of this kind" in report.text
+
+
+async def test_empty_admin_ids_make_nobody_admin(tg, tmp_path):
+    async with run_bot(tg, tmp_path, admin_ids=frozenset()) as app:
+        for user in (ADMIN, USER):
+            tg.send_message("/pause", user_id=user)
+            await tg.wait_for("sendMessage", chat_id=user, where=lambda c: "admins only" in c.text)
+            query_id = tg.press("adm|pause", user_id=user)
+            answer = await tg.wait_for(
+                "answerCallbackQuery", where=lambda c, q=query_id: c.params.get("callback_query_id") == q
+            )
+            assert "Admins only" in answer.params.get("text", "")
+            tg.send_message("/help", user_id=user)
+            call = await tg.wait_for("sendMessage", chat_id=user, where=lambda c: "commands" in c.text)
+            assert "Admin" not in call.text and "/broadcast" not in call.text
+        assert not app.bot_data["services"].store.paused
+
+
+async def test_admin_buttons_in_a_group_obey_the_presser_not_the_chat(tg, bot):
+    group = -100777
+    store = bot.bot_data["services"].store
+    for data in ("adm|pause", "adm|backup", "adm|users"):
+        query_id = tg.press(data, user_id=USER, message=group_message(tg, group))
+        answer = await tg.wait_for(
+            "answerCallbackQuery", where=lambda c, q=query_id: c.params.get("callback_query_id") == q
+        )
+        assert "Admins only" in answer.params.get("text", "")
+    assert not store.paused
+    query_id = tg.press("adm|pause", user_id=ADMIN, message=group_message(tg, group))
+    answer = await tg.wait_for("answerCallbackQuery", where=lambda c: c.params.get("callback_query_id") == query_id)
+    assert "Paused" in answer.params.get("text", "") and store.paused
+    assert not tg.calls("sendDocument") and not tg.calls("sendMessage", chat_id=group)
