@@ -112,7 +112,7 @@ def signal_at(
         if confidence < config.min_confidence_floor:
             raise NoTradeReason(f"confidence {confidence:.0f} below the engine floor {config.min_confidence_floor:g}")
         tps = [t for t, _ in targets]
-        signal = Signal(
+        signal = _checked_signal(
             symbol=symbol,
             timeframe=prep.timeframe,
             direction=TradeDirection.LONG if d is Direction.BULLISH else TradeDirection.SHORT,
@@ -145,6 +145,16 @@ def signal_at(
             unavailable=prep.unavailable,
         )
         return result, snap
+
+
+def _checked_signal(**fields: Any) -> Signal:
+    """The Signal, or no trade when a computed level fails the Signal's validation: the engine never raises on real
+    candles (the planning steps already reject levels at or below zero; this is the net under them)."""
+    try:
+        return Signal(**fields)
+    except ValueError as exc:
+        logger.warning("%s %s: invalid signal levels, no trade: %s", fields["symbol"], fields["timeframe"], exc)
+        raise NoTradeReason(f"invalid levels: {exc}") from None
 
 
 def _price(value: float) -> float:

@@ -5,6 +5,7 @@ A step that finds no trade raises ``NoTradeReason``; ``signal_at`` turns it into
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -132,6 +133,8 @@ def stop_for(snap: Snapshot, d: Direction, plan: EntryPlan, config: EngineConfig
     risk = s * (plan.entry - sl)
     if risk > config.max_stop_atr * a:
         raise NoTradeReason(f"stop too wide: {risk / a:.1f} ATR > {config.max_stop_atr:g} ATR")
+    if not is_price(sl):  # a long after a flash crash: the buffer can reach below zero
+        raise NoTradeReason("no valid stop: it would be at or below zero")
     return sl
 
 
@@ -143,20 +146,22 @@ def targets_for(
     TP1 = the nearest resting opposite-side liquidity pool (entry TF or first HTF) at least 0.5 ATR beyond the
     entry; without one, the first Fibonacci extension of the last leg in the direction. TP2 and TP3 = the next
     liquidity pools or extensions, each at least ``min_target_gap_r`` R beyond the previous; missing ones are the
-    previous target + 1 R.
+    previous target + 1 R. A level at or below zero (an extension of a flash-crash leg, or +1 R below it) is not a
+    target; when fewer than three remain, no trade.
     """
     s = d.sign
     risk = abs(entry - sl)
     min_gap = 0.5 * snap.atr
     pools = (snap.pools_above + snap.htf_pools_above) if s > 0 else (snap.pools_below + snap.htf_pools_below)
     liquidity = sorted(
-        {(lv.price, lv.label) for lv in pools if s * (lv.price - entry) >= min_gap}, key=lambda x: (s * x[0], x[1])
+        {(lv.price, lv.label) for lv in pools if s * (lv.price - entry) >= min_gap and is_price(lv.price)},
+        key=lambda x: (s * x[0], x[1]),
     )
     extensions = []
     if snap.ote is not None and snap.ote.direction is d:
         span = abs(snap.ote.end - snap.ote.start)
         for level in snap.ote.targets:
-            if s * (level - entry) >= min_gap:
+            if s * (level - entry) >= min_gap and is_price(level):
                 extensions.append((level, f"fib ext -{abs(level - snap.ote.end) / span:.2f}"))
     extensions.sort(key=lambda x: (s * x[0], x[1]))
     if liquidity:
@@ -173,8 +178,16 @@ def targets_for(
         if s * (level - targets[-1][0]) >= config.min_target_gap_r * risk:
             targets.append((level, label))
     while len(targets) < 3:
-        targets.append((targets[-1][0] + s * risk, f"{targets[-1][1].split(' +')[0]} +1R"))
+        level = targets[-1][0] + s * risk
+        if not is_price(level):
+            raise NoTradeReason(f"no room for TP{len(targets) + 1}: one R beyond TP{len(targets)} is at or below zero")
+        targets.append((level, f"{targets[-1][1].split(' +')[0]} +1R"))
     return tuple(targets)
+
+
+def is_price(level: float) -> bool:
+    """A level a Signal can carry: finite and above zero."""
+    return math.isfinite(level) and level > 0
 
 
 def zones_at_entry(snap: Snapshot, d: Direction, plan: EntryPlan) -> list[Zone]:

@@ -6,7 +6,9 @@ Definition:
     ATR is Wilder's ATR of the bars *before* i (``atr_length`` bars), so the candle does not inflate its own
     yardstick. A displacement is knowable at the close of its candle: ``confirmed_at = index``.
 
-Thresholds are relative (ATR multiples, ratios), so the detector is price-scale invariant.
+Thresholds are relative (ATR multiples, ratios), so the detector is price-scale invariant. Both comparisons allow
+``RATIO_TOLERANCE`` (relative): on tick-quantized prices a body of exactly 0.6 of the range (21 ticks of 35) is an
+exact tie that float rounding would otherwise decide differently at different price scales.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from .core import Direction, atr
+
+RATIO_TOLERANCE = 1e-9  # relative; far above float noise on prices (~1e-15), far below any real difference
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +47,8 @@ def displacement_mask(
     body = np.abs(c - o)
     rng = h - low
     with np.errstate(invalid="ignore", divide="ignore"):
-        strong = (body >= min_body_atr * prev_atr) & (body >= min_body_ratio * rng) & (body > 0)
+        slack = 1.0 - RATIO_TOLERANCE  # ties count as reached, whatever the scale (module docstring)
+        strong = (body >= min_body_atr * prev_atr * slack) & (body >= min_body_ratio * rng * slack) & (body > 0)
     out[strong] = np.sign(c - o)[strong].astype(np.int8)
     return out
 

@@ -19,6 +19,8 @@ Definition:
       fully outside it (demand: ``low > top``) since confirmation or the previous touch; only touches up to the
       zone's end of life (merge or invalidation) count.
     - freshness at a bar: untouched zones are fresh; :func:`rank_zones` discounts strength by 25% per touch.
+The overlap and height ratios are compared with a relative tolerance (``RATIO_TOLERANCE``), so an exact tie on
+tick-quantized prices is decided the same way at every price scale.
 All states are searched causally from ``confirmed_at + 1``; running on ``candles[:k]`` gives the same zones as
 known at ``k - 1``.
 """
@@ -53,6 +55,7 @@ class ZoneSource(StrEnum):
 SOURCE_WEIGHTS = {ZoneSource.ORDER_BLOCK: 30.0, ZoneSource.BREAKER: 25.0, ZoneSource.WHALE: 25.0, ZoneSource.FVG: 20.0}
 EXTRA_MEMBER_POINTS = 5.0
 _SOURCES = tuple(ZoneSource)
+RATIO_TOLERANCE = 1e-9  # relative: far above float noise on price differences, far below any real difference
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +196,8 @@ def detect_smz(
     zones: list[list] = []
     # per direction, the most recent zones as (id, top, bottom, confirmed_at), newest first
     recent: dict[int, list[tuple[int, float, float, int]]] = {1: [], -1: []}
+    # ratio ties (an overlap of exactly half the height on tick-quantized prices) count as reached at every scale
+    slack, give = 1.0 - RATIO_TOLERANCE, 1.0 + RATIO_TOLERANCE
     for conf, src, sign, top, bottom in rows:
         hits = []
         cap = max_height_atr * atr_values[conf]
@@ -202,9 +207,9 @@ def detect_smz(
             if zb > top or zt < bottom:  # disjoint (the overlap below would be negative)
                 continue
             overlap = (top if top < zt else zt) - (bottom if bottom > zb else zb)
-            if overlap < 0 or overlap < min_overlap * (height if height < zt - zb else zt - zb):
+            if overlap < 0 or overlap < min_overlap * (height if height < zt - zb else zt - zb) * slack:
                 continue
-            if (top if top > zt else zt) - (bottom if bottom < zb else zb) > cap:
+            if (top if top > zt else zt) - (bottom if bottom < zb else zb) > cap * give:
                 continue
             if c0 < conf:  # closed through the far edge in (c0, conf]?
                 if conf - c0 <= 64:  # short spans: a list slice beats the sparse-table lookup
@@ -223,7 +228,7 @@ def detect_smz(
                 kept = []
                 lo, hi = bottom, top
                 for cand in hits:
-                    if max(hi, cand[1]) - min(lo, cand[2]) <= cap:
+                    if max(hi, cand[1]) - min(lo, cand[2]) <= cap * give:
                         kept.append(cand)
                         lo, hi = min(lo, cand[2]), max(hi, cand[1])
                 hits = kept

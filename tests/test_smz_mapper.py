@@ -1,6 +1,7 @@
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ict_modules.breaker_block_detector import detect_breaker_blocks
@@ -147,6 +148,20 @@ def test_scale_invariant():
     a, b = detect_smz(frame), detect_smz(scaled(frame))
     assert [strip(z) for z in a] == [strip(z) for z in b]
     assert np.allclose([z.top for z in a], [z.top * 1e6 for z in b], rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("start", "factor"),
+    [("2025-04-03 08:00", 1e-6), ("2025-04-03 08:00", 1e-8), ("2025-09-17 00:00", 1e-8)],
+)
+def test_scale_invariant_where_overlap_ratios_tie(start, factor):
+    """Real SOLUSDT 1h windows (1,000 candles) in which a breaker and a whale block overlap by exactly half a
+    height in ticks: merged at every scale (issue 14 item 9)."""
+    full = sample_candles("SOLUSDT", "1h")
+    frame = full[full.index >= pd.Timestamp(start, tz="UTC")].iloc[:1000]
+    strip = lambda z: dataclasses.replace(z, top=0.0, bottom=0.0)  # noqa: E731
+    a, b = detect_smz(frame), detect_smz(scaled(frame, factor))
+    assert [strip(z) for z in a] == [strip(z) for z in b]
 
 
 def test_precomputed_sources_give_the_same_zones():
