@@ -30,7 +30,16 @@ logger = logging.getLogger(__name__)
 
 MAX_BROADCAST_CHARS = 3500
 MAX_DOCUMENT_BYTES = 49 * 1024 * 1024  # Telegram bots may upload documents up to 50 MB
-BACKUP_PATTERNS = ("positions.db", "*.json", "*.pkl")
+# the data stores, by name: nothing else in the data folder (a stray JSON, a copied secret) goes into a backup
+BACKUP_FILES = (
+    "positions.db",
+    "trading_journal.json",
+    "bot_stats.json",
+    "sent_signals_cache.json",
+    "ml_model.pkl",
+    "ml_ensemble.pkl",
+    "evidence.json",
+)
 
 
 def admin_keyboard(paused: bool) -> InlineKeyboardMarkup:
@@ -124,24 +133,27 @@ async def cmd_train(update: Update, context: Ctx) -> None:
 
 
 def make_backup(data_dir: Path) -> bytes:
-    """A zip of the data stores; SQLite is copied with its online backup API so the copy is consistent."""
+    """A zip of the data stores that exist (:data:`BACKUP_FILES`); SQLite is copied with its online backup API so
+    the copy is consistent."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for pattern in BACKUP_PATTERNS:
-            for path in sorted(data_dir.glob(pattern)):
-                if path.suffix == ".db":
-                    with tempfile.TemporaryDirectory() as tmp:
-                        copy = Path(tmp) / path.name
-                        src = sqlite3.connect(path)
-                        dst = sqlite3.connect(copy)
-                        try:
-                            src.backup(dst)
-                        finally:
-                            dst.close()
-                            src.close()
-                        archive.write(copy, path.name)
-                else:
-                    archive.write(path, path.name)
+        for name in BACKUP_FILES:
+            path = data_dir / name
+            if not path.is_file():
+                continue
+            if path.suffix == ".db":
+                with tempfile.TemporaryDirectory() as tmp:
+                    copy = Path(tmp) / path.name
+                    src = sqlite3.connect(path)
+                    dst = sqlite3.connect(copy)
+                    try:
+                        src.backup(dst)
+                    finally:
+                        dst.close()
+                        src.close()
+                    archive.write(copy, path.name)
+            else:
+                archive.write(path, path.name)
     return buffer.getvalue()
 
 

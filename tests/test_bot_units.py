@@ -351,3 +351,20 @@ async def test_editing_to_the_same_content_is_not_an_error():
 
     result = await sender.Sender(Bot(), sleep=_no_sleep).edit(1, 2, "same")
     assert result.ok
+
+
+def test_backup_holds_exactly_the_named_data_stores(tmp_path):
+    """Issue 14 item 7: a stray JSON or pickle in the data folder is not sent."""
+    import io
+    import zipfile
+
+    import admin_module
+    from position_manager import PositionStore
+
+    PositionStore(tmp_path / "positions.db").close()
+    for name in ("trading_journal.json", "bot_stats.json", "ml_model.pkl", "secrets.json", "notes.json", "x.pkl"):
+        (tmp_path / name).write_text("{}", encoding="utf-8")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "evidence.json").write_text("{}", encoding="utf-8")
+    names = zipfile.ZipFile(io.BytesIO(admin_module.make_backup(tmp_path))).namelist()
+    assert sorted(names) == ["bot_stats.json", "ml_model.pkl", "positions.db", "trading_journal.json"]
