@@ -1,0 +1,115 @@
+"""Every signal the engine issues over a period, each followed along its full path (the evaluation's input).
+
+One task is one symbol × timeframe × period (``CandidateTask``): it loads the candles, runs the engine at every
+bar of the period, and follows each signal through the live position state machine on the finest candles the
+source has (as the backtest does), recording when each target was reached and where the rest closed. Tasks
+are independent and picklable, so they run on a process pool or a Dask cluster (``research.fanout``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import ict_signal_engine as engine
+from engine.signal_model import Signal
+from research.replay import CandleArrays, _dt, _finest_chunks, _ns, load_frames
+from research.walkforward import Candidate
+from tracking.state import EventKind, Position, apply_candle
+
+FULL_PATH = (0.0, 0.0, 100.0)  # followed to TP3 or the stop: every plan's exits derive from this path
+
+logger = logging.getLogger(__name__)
+
+
+def follow(position: Position, chunks: Iterable[CandleArrays]) -> tuple[Position, tuple[datetime, ...]]:
+    """``position`` through ``apply_candle`` until it closes (or the candles end); also the target-hit times."""
+    hits: list[datetime] = []
+    for arrays in chunks:
+        if not position.is_active:
+            break
+        i = int(np.searchsorted(arrays.open_ns, _ns(position.last_checked), side="left"))
+        while i < len(arrays) and position.is_active:
+            position, events = apply_candle(
+                position,
+                _dt(arrays.open_ns[i]),
+                float(arrays.o[i]),
+                float(arrays.h[i]),
+                float(arrays.low[i]),
+                float(arrays.c[i]),
+                close_time=_dt(arrays.close_ns[i]),
+            )
+            hits += [_dt(arrays.close_ns[i])] * sum(e.kind is EventKind.TARGET_HIT for e in events)
+            i += 1
+    return position, tuple(hits)
+
+
+def candidate_of(signal: Signal, position: Position, hits: tuple[datetime, ...], setup: str) -> Candidate:
+    """The plan-independent record of ``signal``'s trade."""
+    outcome = position.outcome
+    if outcome is None:
+        reason, exit_price, exit_time = "OPEN", None, position.last_checked
+    else:
+        reason, exit_price, exit_time = outcome.reason.value, outcome.exit_price, outcome.closed_at
+    return Candidate(
+        symbol=signal.symbol,
+        timeframe=signal.timeframe,
+        time=signal.time,
+        setup=setup,
+        sign=signal.direction.sign,
+        entry=signal.entry,
+        sl=signal.sl,
+        targets=(signal.tp1, signal.tp2, signal.tp3),
+        fill=position.fill_price,
+        market_entry=signal.entry_low == signal.entry_high,
+        hits=hits[:3],
+        exit_price=exit_price,
+        exit_time=exit_time,
+        exit_reason=reason,
+        confidence=signal.rule_confidence,
+        features=dict(signal.features),
+        signal=signal,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateTask:
+    """One unit of work: every signal of ``symbol`` on ``timeframe`` whose candle closes in [start, end)."""
+
+    symbol: str
+    timeframe: str
+    start: datetime
+    end: datetime
+
+
+def _results(frames: dict[str, pd.DataFrame], timeframe: str, symbol: str, config: Any, first: int) -> Iterator:
+    """The engine's result at every entry bar from ``first`` on."""
+    prepared = engine.prepare(frames, timeframe=timeframe, config=config)
+    for i in range(first, len(frames[timeframe])):
+        yield i, engine.signal_at(prepared, i, symbol=symbol, config=config)[0]
+
+
+def run_task(
+    task: CandidateTask, market: Any, setup_of: Callable[[Signal], str], config: Any = None
+) -> list[Candidate]:
+    """Every signal of ``task`` followed to its end (see the module docstring)."""
+    config = config or engine.EngineConfig()
+    start, end = pd.Timestamp(task.start), pd.Timestamp(task.end)
+    lookback = engine.CANDLES_PER_FRAME * 2
+    frames, _, _ = load_frames(market, task.symbol, task.timeframe, start=start, end=end, lookback=lookback)
+    entry = CandleArrays.from_frame(frames[task.timeframe], task.timeframe)
+    first = int(np.searchsorted(entry.close_ns, start.as_unit("ns").value, side="left"))
+    out = []
+    for i, result in _results(frames, task.timeframe, task.symbol, config, first):
+        if result.direction is None or entry.close_ns[i] >= end.as_unit("ns").value:
+            continue
+        chunks = _finest_chunks(market, task.symbol, task.timeframe, result, entry, end=end)
+        position, hits = follow(Position.from_signal(result, exit_plan=FULL_PATH), chunks)
+        out.append(candidate_of(result, position, hits, setup_of(result)))
+    return out
