@@ -14,6 +14,7 @@ user gets one polite line).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
@@ -21,7 +22,7 @@ import re
 
 from telegram import BotCommand, Update
 from telegram.constants import ChatType
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, TypeHandler, filters
 
 import admin_module
 from chat import formatting
@@ -226,10 +227,19 @@ def menu_commands(table: tuple[CommandSpec, ...]) -> list[BotCommand]:
     return [BotCommand(s.name, s.description[:256]) for s in table if not s.admin]
 
 
+async def on_any_update(update: Update, context: Ctx) -> None:
+    """Runs before every handler (group -1): a chat that blocked the bot and writes again may be sent to again."""
+    chat = update.effective_chat
+    store = get_services(context).store
+    if chat is not None and store is not None and await asyncio.to_thread(store.unblock_chat, chat.id):
+        logger.info("chat %s wrote again after blocking the bot: sending to it resumes", chat.id)
+
+
 def register(application: Application) -> tuple[CommandSpec, ...]:
     """Add every handler to ``application`` from the one table; return the table."""
     table = commands()
     new_messages = filters.UpdateType.MESSAGE
+    application.add_handler(TypeHandler(Update, on_any_update), group=-1)
     for spec in table:
         application.add_handler(CommandHandler(spec.name, guard(spec), filters=new_messages))
     application.add_handler(CallbackQueryHandler(on_callback))

@@ -47,7 +47,10 @@ async def drain_outbox(application: Application) -> int:
             items = await asyncio.to_thread(services.store.pending_outbox, OUTBOX_BATCH)
             if not items:
                 return sent
+            blocked: set[int] = set()  # chats that answered 403 in this batch: their other rows were dropped
             for item in items:
+                if item.chat_id in blocked:
+                    continue
                 photo = item.photo or await asyncio.to_thread(read_photo, item.photo_path)
                 if photo:
                     result = await services.sender.photo(item.chat_id, photo, item.html)
@@ -57,6 +60,8 @@ async def drain_outbox(application: Application) -> int:
                     await asyncio.to_thread(services.store.mark_sent, item.id)
                     sent += 1
                 else:
+                    if result.delivery is Delivery.BLOCKED:
+                        blocked.add(item.chat_id)
                     permanent = result.delivery in (Delivery.BLOCKED, Delivery.FAILED)
                     await asyncio.to_thread(services.store.mark_failed, item.id, result.reason, permanent)
                     if not permanent:

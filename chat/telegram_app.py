@@ -151,8 +151,10 @@ async def post_shutdown(application: Application) -> None:
 
 
 async def unsubscribe_blocked(services: Services, chat_id: int) -> None:
+    """Telegram answered 403 for ``chat_id``: drop its queued messages and send it nothing until it writes again."""
     if services.store is not None:
-        await asyncio.to_thread(services.store.unsubscribe, chat_id)
+        dropped = await asyncio.to_thread(services.store.block_chat, chat_id)
+        logger.info("chat %s blocked the bot: unsubscribed, %d queued message(s) dropped", chat_id, dropped)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -3,6 +3,10 @@
 :class:`ChatTables` is mixed into :class:`position_manager.PositionStore`, which owns the one SQLite connection,
 its lock and its transactions (``_q``/``_x`` run one statement inside a transaction). The outbox is how producers
 (scanner, monitor, reports) queue messages atomically with the state change that caused them; the sender drains it.
+
+A chat that blocked the bot (Telegram answered 403) is marked ``blocked`` in ``subscribers``: its queued messages
+are dropped, nothing more is queued for it, and it is unmarked when the user writes to the bot again
+(:meth:`ChatTables.unblock_chat`) or subscribes again. Broadcasts stay off until ``/subscribe`` or ``/start``.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class OutboxCounts:
 
 
 MAX_OUTBOX_ATTEMPTS = 10  # temporary failures before a message is given up (marked failed)
+BLOCKED = "blocked"  # subscribers.reason of a chat that blocked the bot: nothing is sent to it
+DROPPED_BLOCKED = "dropped: the chat blocked the bot"
 
 CHAT_SCHEMA_V1 = """
 CREATE TABLE subscribers (
@@ -127,6 +133,32 @@ class ChatTables:
         cur = self._x("UPDATE subscribers SET active=0, reason=? WHERE chat_id=? AND active=1", (reason, int(chat_id)))
         return cur.rowcount == 1
 
+    def block_chat(self, chat_id: int) -> int:
+        """The chat blocked the bot (403): broadcasts off, every queued message to it dropped (marked failed), and
+        nothing more queued until :meth:`unblock_chat`; returns how many queued messages were dropped."""
+        with self.transaction():
+            self._conn.execute(
+                "INSERT INTO subscribers (chat_id, active, subscribed_at, reason) VALUES (?,0,?,?) "
+                "ON CONFLICT(chat_id) DO UPDATE SET active=0, reason=excluded.reason",
+                (int(chat_id), to_ms(self.now()), BLOCKED),
+            )
+            cur = self._conn.execute(
+                "UPDATE outbox SET failed=1, last_error=? WHERE chat_id=? AND sent_at IS NULL AND failed=0",
+                (DROPPED_BLOCKED, int(chat_id)),
+            )
+            return cur.rowcount
+
+    def is_blocked(self, chat_id: int) -> bool:
+        return bool(self._q("SELECT 1 FROM subscribers WHERE chat_id=? AND reason=?", (int(chat_id), BLOCKED)))
+
+    def unblock_chat(self, chat_id: int) -> bool:
+        """The user wrote again: messages to the chat may be queued again (broadcasts stay off until /subscribe);
+        True if it was blocked."""
+        if not self.is_blocked(chat_id):  # the common case reads only
+            return False
+        cur = self._x("UPDATE subscribers SET reason=NULL WHERE chat_id=? AND reason=?", (int(chat_id), BLOCKED))
+        return cur.rowcount == 1
+
     def subscribers(self) -> list[int]:
         return [r[0] for r in self._q("SELECT chat_id FROM subscribers WHERE active=1 ORDER BY chat_id")]
 
@@ -181,13 +213,24 @@ class ChatTables:
         kind: str | OutboxKind = OutboxKind.ALERT,
         dedupe_key: str | None = None,
     ) -> int | None:
-        """Queue a message; return its id, or None when ``dedupe_key`` was already queued (sent once)."""
+        """Queue a message; return its id, or None when ``dedupe_key`` was already queued (sent once) or the chat
+        blocked the bot."""
         photo_bytes = photo if isinstance(photo, bytes | bytearray) else None
         photo_path = str(photo) if isinstance(photo, str | Path) else None
         cur = self._x(
             "INSERT OR IGNORE INTO outbox (chat_id, kind, html, photo, photo_path, dedupe_key, created_at)"
-            " VALUES (?,?,?,?,?,?,?)",
-            (int(chat_id), str(kind), html, photo_bytes, photo_path, dedupe_key, to_ms(self.now())),
+            " SELECT ?,?,?,?,?,?,? WHERE NOT EXISTS (SELECT 1 FROM subscribers WHERE chat_id=? AND reason=?)",
+            (
+                int(chat_id),
+                str(kind),
+                html,
+                photo_bytes,
+                photo_path,
+                dedupe_key,
+                to_ms(self.now()),
+                int(chat_id),
+                BLOCKED,
+            ),
         )
         return cur.lastrowid if cur.rowcount == 1 else None
 

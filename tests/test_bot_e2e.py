@@ -671,3 +671,31 @@ async def test_admin_buttons_in_a_group_obey_the_presser_not_the_chat(tg, bot):
     answer = await tg.wait_for("answerCallbackQuery", where=lambda c: c.params.get("callback_query_id") == query_id)
     assert "Paused" in answer.params.get("text", "") and store.paused
     assert not tg.calls("sendDocument") and not tg.calls("sendMessage", chat_id=group)
+
+
+async def test_after_a_403_queued_messages_to_that_chat_are_dropped_until_the_user_writes_again(tg, bot):
+    """Issue 14 item 4: one 403, then nothing more to that chat (queued alerts included) until the user writes."""
+    store = bot.bot_data["services"].store
+    store.subscribe(USER)
+    first = store.enqueue(USER, "alert 1", kind="alert")
+    for text in ("alert 2", "alert 3"):
+        store.enqueue(USER, text, kind="alert")
+    store.enqueue(OTHER, "for other", kind="alert")
+    assert first is not None
+    tg.block("sendMessage")  # the next sendMessage (alert 1, the oldest row) answers 403
+    await outbox_marker(tg, bot, OTHER)
+    to_user = [c for c in tg.all_calls() if c.method == "sendMessage" and c.chat_id == USER]
+    assert [c.status for c in to_user] == [403]  # tried once, the two queued after it dropped
+    assert any(c.text == "for other" for c in tg.calls("sendMessage", chat_id=OTHER))
+    assert store.is_blocked(USER) and not store.is_subscribed(USER)
+    assert store.enqueue(USER, "alert 4", kind="alert") is None  # nothing more is queued for that chat
+    await outbox_marker(tg, bot, OTHER)
+    assert len([c for c in tg.all_calls() if c.method == "sendMessage" and c.chat_id == USER]) == 1
+
+    tg.send_message("/help", user_id=USER)  # the user writes again
+    await tg.wait_for("sendMessage", chat_id=USER, where=lambda c: "commands" in c.text)
+    assert not store.is_blocked(USER)
+    assert store.enqueue(USER, "alert 5", kind="alert") is not None
+    await jobs.drain_outbox(bot)
+    await tg.wait_for("sendMessage", chat_id=USER, where=lambda c: c.text == "alert 5")
+    assert not store.is_subscribed(USER)  # broadcasts stay off until /subscribe
