@@ -4,6 +4,7 @@
     python bot.py console              console mode: the bot's commands typed in the terminal
     python bot.py signal SYMBOL [TF]   one analysis (--at TIME, --chart FILE, --json)
     python bot.py backtest SYMBOL TF   replay history through the engine and position logic
+    python bot.py evaluate SYMBOLS TFS walk-forward evidence per setup, net of costs (writes evidence.json)
     python bot.py train                train the ML models from the journal (--from-backtest for a cold start)
 
 Exit status: 0 success, 2 bad arguments or configuration (one line on stderr), 1 runtime failure.
@@ -61,6 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument(
         "--fast", action="store_true", help="detectors once over the whole history (not the live 500-candle windows)"
     )
+    ev = sub.add_parser("evaluate", help="walk-forward evidence per setup, net of costs, against random entries")
+    ev.add_argument("symbols", help="comma-separated symbols, e.g. BTCUSDT,ETHUSDT")
+    ev.add_argument("timeframes", help="comma-separated timeframes, e.g. 1h,4h")
+    ev.add_argument("--start", metavar="DATE", help="start of the run, training included (default: 2 years before end)")
+    ev.add_argument("--end", metavar="DATE", help="end of the run (default: now, or the end of the sample data)")
+    ev.add_argument("--train-days", type=int, default=180, help="training window in days (default 180)")
+    ev.add_argument("--test-days", type=int, default=30, help="test window in days (default 30)")
+    ev.add_argument("--fee", type=float, help="fee per side in percent (default FEE_PCT)")
+    ev.add_argument("--slippage", type=float, help="slippage in percent (default SLIPPAGE_PCT)")
+    ev.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786")
+    ev.add_argument("--json", action="store_true", help="print the report as one JSON object")
     tr = sub.add_parser("train", help="train the ML models from the journal")
     tr.add_argument("--from-backtest", action="store_true", help="first backtest the sample data to create outcomes")
     tr.add_argument("--json", action="store_true", help="print the training report as one JSON object")
@@ -78,6 +90,8 @@ def run_command(command: str | None, args: argparse.Namespace, settings: Setting
         from chat.signal_cli import main as run
     elif command == "backtest":
         from research.backtest import main as run
+    elif command == "evaluate":
+        from research.evaluate import main as run
     elif command == "train":
         from ml_engine import main as run
     elif command == "console":

@@ -40,8 +40,8 @@ from research.walkforward import (
     calibration,
     choose,
     gate_at_end,
-    stats_of,
     oos_trades,
+    stats_of,
     windows,
 )
 from store.evidence import write_evidence
@@ -49,9 +49,6 @@ from tracking.costs import Costs
 from tracking.setups import setup_of
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_TRAIN_DAYS = 180
-DEFAULT_TEST_DAYS = 30
 
 
 def history_market(settings: Settings) -> Any:
@@ -173,6 +170,7 @@ def trade_json(t: OosTrade) -> dict:
         "exit": sum(x.share * x.price for x in exits) / share if share else None,
         "exit_time": _iso(c.close_time(t.plan)) if c.filled else _iso(c.exit_time),
         "exit_reason": c.exit_reason,
+        "targets_hit": len(c.hits),
         "r_gross": None if t.r_gross is None else round(t.r_gross, 4),
         "r_net": None if t.r_net is None else round(t.r_net, 4),
         "confidence": c.confidence,
@@ -227,20 +225,6 @@ def parse_request(args: argparse.Namespace, market: Any) -> Request:
     except ValueError as exc:
         raise BadArguments(str(exc)) from None
     return Request(symbols, timeframes, start, end, args.train_days, args.test_days, costs)
-
-
-def add_parser(sub: Any, settings_defaults: Costs) -> None:
-    ev = sub.add_parser("evaluate", help="walk-forward evidence per setup, net of costs, against random entries")
-    ev.add_argument("symbols", help="comma-separated symbols, e.g. BTCUSDT,ETHUSDT")
-    ev.add_argument("timeframes", help="comma-separated timeframes, e.g. 1h,4h")
-    ev.add_argument("--start", help="first day of the run, training included (default: two years before --end)")
-    ev.add_argument("--end", help="end of the run (default: now / the end of the sample data)")
-    ev.add_argument("--train-days", type=int, default=DEFAULT_TRAIN_DAYS, help="training window (default 180)")
-    ev.add_argument("--test-days", type=int, default=DEFAULT_TEST_DAYS, help="test window (default 30)")
-    ev.add_argument("--fee", type=float, default=None, help="fee per side, percent (default FEE_PCT)")
-    ev.add_argument("--slippage", type=float, default=None, help="slippage, percent (default SLIPPAGE_PCT)")
-    ev.add_argument("--scheduler", help="Dask scheduler address (default DASK_SCHEDULER_ADDRESS, else local)")
-    ev.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:

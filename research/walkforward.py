@@ -231,7 +231,8 @@ def oos_trades(candidates: Sequence[Candidate], choice: Choice, costs: Costs) ->
     if choice.variant is None:
         return []
     w, plan = choice.window, choice.plan
-    inside = (c for c in candidates if w.test_start <= c.time < w.test_end and choice.variant.keep(c))
+    # a trade still open when the data ends has no result yet: it is left out, as in the backtest
+    inside = (c for c in candidates if w.test_start <= c.time < w.test_end and c.closed and choice.variant.keep(c))
     out = []
     for c in one_at_a_time(inside, plan):
         gross, net = c.r(plan, costs) if c.filled else (None, None)
