@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as st
 
-GATE_MIN_TRADES = 30  # fewer out-of-sample trades than this is "not enough evidence"
-GATE_CONFIDENCE = 0.80  # one-sided: the lower bound of the mean net R must be above 0 at this level
+from store.evidence import GATE_CONFIDENCE, GATE_MIN_TRADES
+
 REPORT_CONFIDENCE = 0.95  # two-sided interval shown beside every average
 
 

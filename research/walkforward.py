@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from research.evidence_stats import GATE_MIN_TRADES, gate_passes, setup_stats
+from research.evidence_stats import gate_passes, setup_stats
+from store.evidence import GATE_MIN_TRADES
 from tracking.costs import Costs, Exit, exits_of, trade_r
 
 ExitPlan = tuple[float, float, float]  # percent of the position closed at TP1, TP2, TP3

@@ -15,6 +15,8 @@ from typing import Any
 from store.storage import LoadStatus, atomic_write_json, load_json
 
 EVIDENCE_FILE = "evidence.json"
+GATE_MIN_TRADES = 30  # fewer out-of-sample trades than this is "not enough evidence"
+GATE_CONFIDENCE = 0.80  # one-sided: the lower bound of the mean net R must be above 0 at this level
 SETUP_KEYS = ("trades", "win_rate", "tp1_rate", "average_r", "ci_low", "ci_high", "profit_factor", "gated")
 
 
