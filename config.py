@@ -11,6 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from market.timeframes import parse_interval
+from tracking.costs import DEFAULT_EXIT_PLAN, DEFAULT_FEE_PCT, DEFAULT_SLIPPAGE_PCT, parse_exit_plan
 
 
 class ConfigError(ValueError):
@@ -38,6 +39,9 @@ class Settings:
     monitor_interval_seconds: int = 30
     daily_report_time: time = time(8, 0)
     bot_timezone: str = "UTC"
+    fee_pct: float = DEFAULT_FEE_PCT  # per side, percent of notional (tracking.costs)
+    slippage_pct: float = DEFAULT_SLIPPAGE_PCT  # percent, against the trader on market entries and stop exits
+    exit_plan: tuple[float, float, float] = DEFAULT_EXIT_PLAN  # percent closed at TP1, TP2, TP3
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
@@ -196,4 +200,7 @@ _PARSERS = {
     "MONITOR_INTERVAL_SECONDS": _bounded(int, 5, 3600),
     "DAILY_REPORT_TIME": _clock,
     "BOT_TIMEZONE": _zone,
+    "FEE_PCT": _bounded(float, 0, 5),
+    "SLIPPAGE_PCT": _bounded(float, 0, 5),
+    "EXIT_PLAN": parse_exit_plan,
 }

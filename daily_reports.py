@@ -3,8 +3,9 @@
 Definitions: the report covers the window ``(now - length, now]`` with length 1 day (daily), 7 days (weekly) or
 30 days (monthly). "Signals sent" = journal records recorded in the window; "closed" = outcomes whose close time is
 in the window and that were filled (EXPIRED ones are listed apart); win / loss / break-even and R as in
-:mod:`journal` (R > 0 / < 0 / == 0). Open positions = the store's active positions now. The chart is the
-cumulative R of the trades closed in the last 30 days (always 30 days, whatever the period), a PNG rendered
+:mod:`store.journal` (net R, after fees and slippage: > 0 / < 0 / == 0). Open positions = the store's active
+positions now. The chart is the cumulative net R of the trades closed in the last 30 days (always 30 days,
+whatever the period), a PNG rendered
 with matplotlib's Agg backend into bytes (figure closed); ``png`` is None when no trade closed in those 30 days.
 Times are shown in ``tz`` (``BOT_TIMEZONE``).
 """
@@ -21,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from store.journal import bucket_of, outcome_class
+from store.journal import bucket_of, outcome_class, record_r
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +91,8 @@ def build_report(
     records = journal.records() if journal is not None else []
     sent = [r for r in records if (t := _time(r.get("recorded_at"))) is not None and start < t <= end]
     finished = [r for r in records if (t := _closed_at(r)) is not None and start < t <= end]
-    closed = [r for r in finished if outcome_class(r.get("outcome")) not in ("open", "expired")]
-    expired = [r for r in finished if outcome_class(r.get("outcome")) == "expired"]
+    closed = [r for r in finished if outcome_class(r.get("outcome"), r.get("signal")) not in ("open", "expired")]
+    expired = [r for r in finished if outcome_class(r.get("outcome"), r.get("signal")) == "expired"]
     bucket = bucket_of(closed)
     open_positions = store.list_open() if store is not None else []
     chart_records = [
@@ -99,7 +100,7 @@ def build_report(
         for r in records
         if (t := _closed_at(r)) is not None
         and end - timedelta(days=CHART_DAYS) < t <= end
-        and outcome_class(r.get("outcome")) not in ("open", "expired")
+        and outcome_class(r.get("outcome"), r.get("signal")) not in ("open", "expired")
     ]
     png = render_cumulative_r(chart_records, end=end, tz=zone) if chart_records else None
     text = _html(period, start, end, zone, sent, closed, expired, bucket, open_positions)
@@ -121,7 +122,9 @@ def build_report(
 
 
 def _r(record: Mapping[str, Any]) -> float:
-    return float((record.get("outcome") or {}).get("r_multiple") or 0.0)
+    """Net R of a closed record (store.journal.record_r), 0 for open or expired ones."""
+    r = record_r(record)
+    return 0.0 if r is None else r[1]
 
 
 def _name(record: Mapping[str, Any]) -> str:
@@ -142,7 +145,8 @@ def _html(period, start, end, zone, sent, closed, expired, bucket, open_position
             lines += [
                 f"Closed: {bucket.closed} · wins {bucket.wins} · losses {bucket.losses}"
                 f" · break-even {bucket.breakevens}",
-                f"Win rate: {win_rate:.1f}% · total {bucket.total_r:+.2f}R · average {bucket.avg_r:+.2f}R",
+                f"Win rate: {win_rate:.1f}% · total {bucket.total_r:+.2f}R · average {bucket.avg_r:+.2f}R"
+                " (net of fees and slippage)",
             ]
             best = max(closed, key=_r)
             worst = min(closed, key=_r)

@@ -9,8 +9,8 @@ Definitions
   reachable after TP1 moved the stop), 0 when the stop was hit first (SL). Records that never resolved that way
   (EXPIRED: the limit entry was never filled; MANUAL close before TP1/SL; still open) carry no label and are
   ignored. When the outcome states the highest target reached, that number decides (``>= 1`` is a win).
-- **R multiple**: the outcome's ``r_multiple`` (profit in units of the initial risk |entry - SL|); it is what the
-  expectancy below is measured in.
+- **R multiple**: the outcome's net R (``r_net``: profit after fees and slippage in units of the planned risk
+  |entry - SL|; older outcomes are charged the default costs); it is what the expectancy below is measured in.
 
 Validation (time-ordered only; nothing is shuffled across time)
 -------------------------------------------------------------
@@ -66,6 +66,7 @@ import numpy as np
 from ml_predictor import ENSEMBLE_FILE, FORMAT_VERSION, MODEL_FILE, read_header, write_model
 from research.ml_metrics import ModelMetrics, activation, evaluate
 from research.ml_models import ModelKind, fit, fit_predict, library_versions
+from store.journal import outcome_r
 
 logger = logging.getLogger(__name__)
 
@@ -179,12 +180,21 @@ def label_of(record: Mapping[str, Any]) -> tuple[int, float] | None:
         label = 0
     else:
         return None
-    r = _number(outcome.get("r_multiple", outcome.get("r")))
+    r = _net_r(record, outcome)
     if r is None:
         r = _fallback_r(record, reason)
     if r is None:
         return None
     return label, r
+
+
+def _net_r(record: Mapping[str, Any], outcome: Mapping[str, Any]) -> float | None:
+    """The outcome's net R (after fees and slippage); one recorded before costs existed is charged the default
+    costs on its single exit (``store.journal.outcome_r``)."""
+    r = _number(outcome.get("r_net", outcome.get("r_multiple", outcome.get("r"))))
+    if r is not None and outcome.get("r_net") is None and outcome.get("fill_price") is not None:
+        return outcome_r(outcome, _signal_part(record))[1]
+    return r
 
 
 def _fallback_r(record: Mapping[str, Any], reason: str) -> float | None:

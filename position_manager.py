@@ -29,6 +29,7 @@ from store.outbox import (
     from_ms,
     to_ms,
 )
+from tracking.costs import Costs
 from tracking.state import ACTIVE_STATES, Outcome, Position, PositionState, close_position
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,16 @@ CREATE TABLE milestones_sent (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_POSITIONS_SCHEMA_V1 + CHAT_SCHEMA_V1,)  # index i migrates user_version i -> i + 1
+# v2: each position keeps the exit plan and the costs its outcome follows (issue 13); rows from v1 get the
+# defaults (0,0,100 was the only behaviour then; the default fee and slippage).
+_POSITIONS_V2 = """
+ALTER TABLE positions ADD COLUMN exit_plan TEXT NOT NULL DEFAULT '[0, 0, 100]';
+ALTER TABLE positions ADD COLUMN fee_pct REAL NOT NULL DEFAULT 0.1;
+ALTER TABLE positions ADD COLUMN slippage_pct REAL NOT NULL DEFAULT 0.02
+"""
+
+# index i migrates user_version i -> i + 1; append only (another table's change is a new entry)
+MIGRATIONS: tuple[str, ...] = (_POSITIONS_SCHEMA_V1 + CHAT_SCHEMA_V1, _POSITIONS_V2)
 
 
 class PositionStore(ChatTables):
@@ -205,7 +215,8 @@ class PositionStore(ChatTables):
             cur = self._conn.execute(
                 "INSERT INTO positions (signal_id, symbol, timeframe, direction, entry_low, entry_high, entry, sl,"
                 " original_sl, tp1, tp2, tp3, state, opened_at, expires_at, last_checked, filled_at, fill_price,"
-                " recipients, signal_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " recipients, signal_json, exit_plan, fee_pct, slippage_pct)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     position.signal_id,
                     position.symbol,
@@ -227,6 +238,9 @@ class PositionStore(ChatTables):
                     position.fill_price,
                     json.dumps(list(position.recipients)),
                     json.dumps(signal.to_json()) if signal is not None else None,
+                    json.dumps(list(position.exit_plan)),
+                    position.costs.fee_pct,
+                    position.costs.slippage_pct,
                 ),
             )
             stored = replace(position, id=cur.lastrowid)
@@ -358,6 +372,8 @@ def _row_position(r: sqlite3.Row) -> Position:
         mae=r["mae"],
         milestones=frozenset(json.loads(r["milestones"])),
         recipients=tuple(json.loads(r["recipients"])),
+        exit_plan=tuple(float(v) for v in json.loads(r["exit_plan"])),
+        costs=Costs(r["fee_pct"], r["slippage_pct"]),
         outcome=outcome,
     )
 

@@ -294,6 +294,7 @@ def _title(p: Position) -> str:
 
 _CLOSE_TEXT = {
     PositionState.TP3: "🏁 TP3 hit: position closed",
+    PositionState.TARGETS: "🏁 Last planned target hit: position closed",
     PositionState.SL: "🛑 Stopped out",
     PositionState.BE: "⚖️ Closed at break-even",
     PositionState.MANUAL: "✋ Closed manually",
@@ -316,7 +317,11 @@ def format_event_html(p: Position, e: PositionEvent, *, tz: str = "UTC") -> str:
             f"Price reached {_p(e.price)} ({p.r_at(e.price):+.2f}R)"
         )
     if e.kind is EventKind.TARGET_HIT:
-        extra = f"\nStop moved to break-even ({_p(p.fill_price)})." if e.target == 1 else ""
+        extra = ""
+        if e.share:  # the exit plan closes part of the position here
+            extra += f"\nExit plan: {e.share:g}% of the position closed at TP{e.target}, {p.open_share:g}% still open."
+        if e.target == 1 and p.is_active:
+            extra += f"\nStop moved to break-even ({_p(p.fill_price)})."
         r = p.r_at(e.price) if p.fill_price is not None else 0.0
         return f"🎯 {_title(p)}: TP{e.target} hit at {_p(e.price)} ({r:+.2f}R){extra}"
     out = e.outcome
@@ -324,8 +329,11 @@ def format_event_html(p: Position, e: PositionEvent, *, tz: str = "UTC") -> str:
     if out.reason is PositionState.EXPIRED:
         return f"{head}\nLimit entry {_p(p.entry)} was not filled in time; the setup is void."
     text = f"{head}\nExit {_p(out.exit_price)} · {out.r_multiple:+.2f}R ({out.pnl_pct:+.2f}%)"
-    if out.highest_target and out.reason is not PositionState.TP3:
+    if out.highest_target and out.reason not in (PositionState.TP3, PositionState.TARGETS):
         text += f" · reached TP{out.highest_target} before"
+    if out.r_gross is not None:
+        avg = f"average exit {_p(out.avg_exit_price)} · " if out.avg_exit_price != out.exit_price else ""
+        text += f"\n{avg}net of fees and slippage; {out.r_gross:+.2f}R before costs"
     return text
 
 

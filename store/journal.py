@@ -13,8 +13,10 @@ One record per tracked signal, in the order they were sent; the outcome is fille
 is simply recomputed).
 
 Statistics definitions (closed = a filled position that closed; EXPIRED positions never traded and are counted
-apart): win = R > 0, loss = R < 0, break-even = R == 0 (to 1e-9); win rate = wins / closed * 100; average R =
-total R / closed; profit factor = sum of winning R / |sum of losing R| (None without losses).
+apart): R is the NET R (after fees and slippage, ``tracking.costs``); win = R > 0, loss = R < 0, break-even =
+R == 0 (to 1e-9); win rate = wins / closed * 100; average R = total R / closed; profit factor = sum of winning R /
+|sum of losing R| (None without losses); ``total_r_gross`` = the same trades before costs. An outcome recorded
+before costs existed (no ``r_net``) is charged the default costs on its single exit (:func:`outcome_r`).
 
 ``Journal(path)``: ``path`` is either a directory (then ``trading_journal.json`` and ``bot_stats.json`` inside it)
 or a journal file name (then stats go to ``<stem>_stats.json`` next to it unless ``stats_path`` is given); the
@@ -37,6 +39,7 @@ from zoneinfo import ZoneInfo
 
 from engine.signal_model import Signal, iso_utc
 from store.storage import LoadStatus, atomic_write_json, load_json
+from tracking.costs import DEFAULT_COSTS, Costs, Exit, trade_r
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +65,8 @@ class Bucket:
     wins: int = 0
     losses: int = 0
     breakevens: int = 0
-    total_r: float = 0.0
+    total_r: float = 0.0  # net
+    total_r_gross: float = 0.0  # the same trades before costs
     gross_win_r: float = 0.0
     gross_loss_r: float = 0.0  # <= 0
     best_r: float | None = None
@@ -83,7 +87,7 @@ class Bucket:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out.update(win_rate=_round(self.win_rate), avg_r=_round(self.avg_r), profit_factor=_round(self.profit_factor))
-        for key in ("total_r", "gross_win_r", "gross_loss_r", "best_r", "worst_r"):
+        for key in ("total_r", "total_r_gross", "gross_win_r", "gross_loss_r", "best_r", "worst_r"):
             out[key] = _round(out[key])
         return out
 
@@ -109,28 +113,68 @@ class Stats:
         }
 
 
-def outcome_class(outcome: Mapping[str, Any] | None) -> str:
-    """``open``, ``expired``, ``win``, ``loss`` or ``breakeven`` for a record's outcome."""
+def outcome_r(
+    outcome: Mapping[str, Any], signal: Mapping[str, Any] | None = None, costs: Costs = DEFAULT_COSTS
+) -> tuple[float, float]:
+    """(gross R, net R) of a filled outcome. Outcomes since costs exist carry both; an older one (gross
+    ``r_multiple``, one exit of the whole position) is charged ``costs`` on that exit when its signal is known:
+    slippage on a market entry and on any exit but TP3, fees on both sides."""
+    gross = float(outcome.get("r_gross", outcome.get("r_multiple")) or 0.0)
+    if outcome.get("r_net") is not None:
+        return gross, float(outcome["r_net"])
+    try:
+        sign = 1 if str(signal.get("direction")) == "long" else -1
+        exit_ = Exit(float(outcome["exit_price"]), 1.0, outcome.get("reason") != "TP3")
+        _, net = trade_r(
+            sign=sign,
+            entry=float(signal["entry"]),
+            sl=float(signal["sl"]),
+            fill=float(outcome["fill_price"]),
+            exits=[exit_],
+            costs=costs,
+            market_entry=_is_market_entry(signal),
+        )
+    except (AttributeError, KeyError, TypeError, ValueError):  # no signal or an incomplete record: as recorded
+        return gross, gross
+    return gross, net
+
+
+def _is_market_entry(signal: Mapping[str, Any]) -> bool:
+    low, high = (signal.get("entry_zone") or [None, None])[:2]
+    return low is not None and low == high
+
+
+def outcome_class(outcome: Mapping[str, Any] | None, signal: Mapping[str, Any] | None = None) -> str:
+    """``open``, ``expired``, ``win``, ``loss`` or ``breakeven`` for a record's outcome (by net R)."""
     if not outcome:
         return "open"
     if outcome.get("reason") == "EXPIRED" or outcome.get("fill_price") is None:
         return "expired"
-    r = float(outcome.get("r_multiple") or 0.0)
+    r = outcome_r(outcome, signal)[1]
     return "win" if r > EPS else "loss" if r < -EPS else "breakeven"
+
+
+def record_r(record: Mapping[str, Any]) -> tuple[float, float] | None:
+    """(gross R, net R) of a journal record's filled outcome; None when open or expired."""
+    outcome = record.get("outcome")
+    if outcome_class(outcome) in ("open", "expired"):
+        return None
+    return outcome_r(outcome, record.get("signal"))
 
 
 def _add(bucket: Bucket, record: Mapping[str, Any]) -> Bucket:
     outcome = record.get("outcome")
-    kind = outcome_class(outcome)
+    kind = outcome_class(outcome, record.get("signal"))
     b = dict(asdict(bucket))
     b["signals"] += 1
     if kind in ("open", "expired"):
         b[kind] += 1
         return Bucket(**b)
-    r = float(outcome.get("r_multiple") or 0.0)
+    gross, r = outcome_r(outcome, record.get("signal"))
     b["closed"] += 1
     b[{"win": "wins", "loss": "losses", "breakeven": "breakevens"}[kind]] += 1
     b["total_r"] += r
+    b["total_r_gross"] += gross
     if r > 0:
         b["gross_win_r"] += r
     else:
@@ -370,6 +414,9 @@ def format_stats_html(stats: Stats) -> str:
         f"Win rate: {_fmt_pct(o.win_rate)} · average {_fmt_r(o.avg_r)}"
         f" · total {_fmt_r(o.total_r if o.closed else None)}",
         f"Profit factor: {_fmt_pf(o)} · best {_fmt_r(o.best_r)} · worst {_fmt_r(o.worst_r)}",
+        f"<i>R is net of fees and slippage; before costs the total was {_fmt_r(o.total_r_gross)}.</i>"
+        if o.closed
+        else "<i>R is net of fees and slippage.</i>",
     ]
     for title, groups in (
         ("By symbol", stats.by_symbol),
@@ -396,7 +443,7 @@ def format_journal_html(records: list[Mapping[str, Any]], *, n: int = 10, tz: st
             f"{html.escape(str(sig.get('direction', '?')).upper())} @ {_price(sig.get('entry'))} · {when}"
         )
         outcome = r.get("outcome")
-        kind = outcome_class(outcome)
+        kind = outcome_class(outcome, sig)
         if kind == "open":
             tail = "open"
         elif kind == "expired":
@@ -404,7 +451,7 @@ def format_journal_html(records: list[Mapping[str, Any]], *, n: int = 10, tz: st
         else:
             tail = (
                 f"{html.escape(str(outcome.get('reason')))} at {_price(outcome.get('exit_price'))}, "
-                f"{_fmt_r(outcome.get('r_multiple'))} ({outcome.get('pnl_pct', 0):+.2f}%)"
+                f"{_fmt_r(outcome_r(outcome, sig)[1])} net ({outcome.get('pnl_pct', 0):+.2f}%)"
             )
         pid = r.get("position_id")
         lines.append(f"• {'#' + str(pid) + ' ' if pid else ''}{head} → <i>{tail}</i>")

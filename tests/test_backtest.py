@@ -22,7 +22,14 @@ from research.replay import CandleArrays, resolve_position
 from research.simulation import backtest_symbol
 from store.journal import Journal
 from tests.helpers import make_candles
+from tracking.costs import Costs
 from tracking.state import Position, PositionState, apply_candle
+
+
+def gross_position(signal, *args, **kwargs):
+    """A position without costs: these tests check the mechanics in gross R (costs: test_costs.py)."""
+    return Position.from_signal(signal, *args, costs=Costs.none(), **kwargs)
+
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = pd.Timestamp("2026-01-01", tz="UTC")
@@ -142,7 +149,7 @@ def arrays(rows, *, freq="1h", start="2024-01-01 00:00") -> CandleArrays:
 
 def test_tp1_then_back_to_break_even():
     pos, used = resolve_position(
-        Position.from_signal(hand_signal()),
+        gross_position(hand_signal()),
         [arrays([(100, 104, 99, 103), (103, 111, 102, 108), (108, 109, 99.5, 100)])],
     )
     out = pos.outcome
@@ -152,14 +159,14 @@ def test_tp1_then_back_to_break_even():
 
 
 def test_stop_counts_first_when_one_candle_touches_both():
-    pos, _ = resolve_position(Position.from_signal(hand_signal()), [arrays([(100, 131, 94, 100)])])
+    pos, _ = resolve_position(gross_position(hand_signal()), [arrays([(100, 131, 94, 100)])])
     assert pos.outcome.reason is PositionState.SL and pos.outcome.r_multiple == -1.0
     assert ml_engine.label_of({"outcome": pos.outcome.to_json()}) == (0, -1.0)
 
 
 def test_short_runs_to_tp3():
     sig = hand_signal(short=True)
-    pos, _ = resolve_position(Position.from_signal(sig), [arrays([(100, 101, 89, 90), (90, 91, 69, 70)])])
+    pos, _ = resolve_position(gross_position(sig), [arrays([(100, 101, 89, 90), (90, 91, 69, 70)])])
     assert pos.outcome.reason is PositionState.TP3 and pos.outcome.r_multiple == pytest.approx(6.0)
 
 
@@ -167,7 +174,7 @@ def test_finest_candles_then_the_entry_timeframe_where_they_end():
     """1m candles cover the first two minutes only; the 1h candles continue from the next hour."""
     fine = arrays([(100, 101, 99, 100), (100, 102, 99, 101)], freq="1min")
     coarse = arrays([(100, 103, 98, 101), (101, 111, 100, 109), (109, 121, 108, 115), (115, 116, 94, 95)])
-    pos, used = resolve_position(Position.from_signal(hand_signal()), [fine, coarse])
+    pos, used = resolve_position(gross_position(hand_signal()), [fine, coarse])
     assert used == ("1m", "1h")
     # the 00:00 hour opened before the minutes ended (00:02): the hours continue at 01:00 (TP1), 02:00 (TP2),
     # 03:00 (back to the break-even stop)
@@ -176,7 +183,7 @@ def test_finest_candles_then_the_entry_timeframe_where_they_end():
 
 def test_pending_limit_entry_expires_unfilled():
     sig = hand_signal(entry=100.0, low=99.0)
-    pos = Position.from_signal(sig)
+    pos = gross_position(sig)
     assert pos.state is PositionState.PENDING
     rows = [(102, 104, 101, 103)] * 12
     pos, _ = resolve_position(pos, [arrays(rows)])
@@ -185,7 +192,7 @@ def test_pending_limit_entry_expires_unfilled():
 
 
 def test_position_still_open_when_the_data_ends():
-    pos, _ = resolve_position(Position.from_signal(hand_signal()), [arrays([(100, 104, 99, 103)])])
+    pos, _ = resolve_position(gross_position(hand_signal()), [arrays([(100, 104, 99, 103)])])
     assert pos.is_active and pos.outcome is None
 
 
@@ -335,7 +342,7 @@ def test_finest_candles_then_the_next_finest_then_the_entry_timeframe():
     entry = CandleArrays.from_frame(fours, "4h")
     chunks = list(replay._finest_chunks(source, "TESTUSDT", "4h", sig, entry, end=pd.Timestamp("2024-02-01", tz="UTC")))
     assert [c.interval for c in chunks] == ["1m", "1h", "4h"]
-    pos, used = resolve_position(Position.from_signal(sig), chunks)
+    pos, used = resolve_position(gross_position(sig), chunks)
     assert used == ("1m", "1h", "4h")
     # 1h candle at 08:00 hits TP1 (110); the 4h candle at 12:00 hits TP2 (120); at 16:00 TP3 (130)
     assert pos.outcome.reason is PositionState.TP3 and pos.outcome.highest_target == 3

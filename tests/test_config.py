@@ -95,3 +95,30 @@ def test_bot_rejects_bad_arguments_with_exit_2(capsys):
     assert bot.main(["signal"]) == 2
     assert "required" in capsys.readouterr().err
     assert bot.main(["frobnicate"]) == 2
+
+
+def test_costs_and_exit_plan_defaults_and_values():
+    s = Settings.from_env({}, dotenv=None)
+    assert (s.fee_pct, s.slippage_pct, s.exit_plan) == (0.1, 0.02, (0.0, 0.0, 100.0))
+    s = Settings.from_env({"FEE_PCT": "0.075", "SLIPPAGE_PCT": "0", "EXIT_PLAN": "50, 30, 20"}, dotenv=None)
+    assert (s.fee_pct, s.slippage_pct, s.exit_plan) == (0.075, 0.0, (50.0, 30.0, 20.0))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FEE_PCT", "-0.1"),
+        ("FEE_PCT", "ten"),
+        ("FEE_PCT", "nan"),
+        ("SLIPPAGE_PCT", "6"),
+        ("EXIT_PLAN", "50,50"),
+        ("EXIT_PLAN", "50,30,30"),
+        ("EXIT_PLAN", "120,-20,0"),
+        ("EXIT_PLAN", "half,half,0"),
+    ],
+)
+def test_bad_costs_or_exit_plan_name_the_variable_in_one_line(name, value):
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({name: value}, dotenv=None)
+    message = str(err.value)
+    assert message.startswith(f"{name}=") and "\n" not in message

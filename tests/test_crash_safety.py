@@ -112,6 +112,7 @@ sys.path.insert(0, sys.argv[2])
 import pandas as pd
 from store.journal import Journal
 from position_manager import PositionStore
+from tracking.costs import Costs
 from tracking.state import Position
 from real_time_monitor import monitor_tick
 from market.sample_source import SampleSource
@@ -124,7 +125,7 @@ clock = [T_START]
 market = SampleSource(frames={("BTCUSDT", "1m"): monitor_path()}, clock=lambda: pd.Timestamp(clock[0]))
 sig = monitor_signal()
 if store.get_by_signal(sig.id) is None:
-    p = store.add(Position.from_signal(sig, recipients=(1, 2)), signal=sig)
+    p = store.add(Position.from_signal(sig, recipients=(1, 2), costs=Costs.none()), signal=sig)  # gross R
     journal.record_signal(sig, position_id=p.id)
 minute = int(store.get_state("test.minute", "0"))
 while minute < len(monitor_path()):

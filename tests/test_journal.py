@@ -13,11 +13,17 @@ from position_manager import PositionStore
 from store.journal import Journal, compute_stats, format_journal_html, format_stats_html
 from store.storage import LoadStatus, atomic_write_json, load_json
 from tests.test_positions import T0, make_signal, walk
+from tracking.costs import Costs
 from tracking.state import Position, close_position
 
 
+def gross_position(signal, *args, **kwargs):
+    """A position without costs: these tests check the mechanics in gross R (costs: test_costs.py)."""
+    return Position.from_signal(signal, *args, costs=Costs.none(), **kwargs)
+
+
 def closed_outcome(signal: Signal, price: float, minutes: int = 30):
-    p = Position.from_signal(signal)
+    p = gross_position(signal)
     if p.fill_price is None:
         p, _ = walk(p, [(100, 100, 100, 100)])
     _, outcome = close_position(p, price, signal.time + timedelta(minutes=minutes))
@@ -82,7 +88,7 @@ def test_stats_numbers_on_a_known_journal():
 def test_corrupt_journal_is_quarantined_and_rebuilt_from_positions_db(tmp_path, caplog):
     store = PositionStore(tmp_path / "positions.db")
     sig = make_signal(market=True)
-    p = store.add(Position.from_signal(sig), signal=sig)
+    p = store.add(gross_position(sig), signal=sig)
     store.close_manual(p.id, 105.0, T0 + timedelta(minutes=5))
     store.close()
     j = Journal(tmp_path)

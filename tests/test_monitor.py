@@ -18,7 +18,14 @@ from real_time_monitor import close_and_journal, format_positions_html, monitor_
 from store.journal import Journal
 from tests.helpers import make_candles, sample_candles
 from tests.test_positions import T0, make_signal
+from tracking.costs import Costs
 from tracking.state import Position, PositionState
+
+
+def gross_position(signal, *args, **kwargs):
+    """A position without costs: these tests check the mechanics in gross R (costs: test_costs.py)."""
+    return Position.from_signal(signal, *args, costs=Costs.none(), **kwargs)
+
 
 RECIPIENTS = (111, 222)
 
@@ -41,7 +48,7 @@ def setup(tmp_path, rows, *, market_entry=True, direction=TradeDirection.LONG):
     store = PositionStore(tmp_path / "positions.db")
     journal = Journal(tmp_path)
     sig = make_signal(direction, market=market_entry)
-    p = store.add(Position.from_signal(sig, recipients=RECIPIENTS), signal=sig)
+    p = store.add(gross_position(sig, recipients=RECIPIENTS), signal=sig)
     journal.record_signal(sig, position_id=p.id)
     return clock, market, store, journal, p
 
@@ -138,7 +145,7 @@ def test_coarse_source_is_logged_once_per_symbol(tmp_path, caplog):
     candles = make_candles([(100, 100.5, 99.5, 100.2)] * 6, start="2025-01-06 12:00", freq="5min")
     market = SampleSource(frames={("BTCUSDT", "5m"): candles}, clock=clock)
     store = PositionStore(tmp_path / "positions.db")
-    store.add(Position.from_signal(make_signal(market=True), recipients=RECIPIENTS))
+    store.add(gross_position(make_signal(market=True), recipients=RECIPIENTS))
     with caplog.at_level(logging.WARNING, logger="real_time_monitor"):
         monitor_tick(store, market, None, evaluate_80=no_80)
         monitor_tick(store, market, None, evaluate_80=no_80)
@@ -153,7 +160,7 @@ def test_symbol_failure_is_reported_not_fatal(tmp_path):
     other = type(other)(
         **{**{f: getattr(other, f) for f in other.__dataclass_fields__ if f != "id"}, "symbol": "ETHUSDT"}
     )
-    store.add(Position.from_signal(other))
+    store.add(gross_position(other))
     clock.at = pd.Timestamp(T0 + timedelta(minutes=3))
     report = monitor_tick(store, market, journal, evaluate_80=no_80)
     assert report.errors and "ETHUSDT" in report.errors[0]
@@ -192,13 +199,13 @@ def analysis(s, result=None):
 
 
 def test_handler_holds_when_everything_is_intact():
-    p = Position.from_signal(make_signal(market=True))
+    p = gross_position(make_signal(market=True))
     rec = evaluate(p, analysis(snap(displacements=[(Direction.BULLISH, 1.8, 490)])), price=104.0)
     assert rec.action is Action.HOLD and len(rec.checks) == 4
 
 
 def test_handler_move_be_partial_and_close_now():
-    p = Position.from_signal(make_signal(market=True))
+    p = gross_position(make_signal(market=True))
     bear_ob = SimpleNamespace(direction=Direction.BEARISH, top=104.8, bottom=104.4, mid=104.6, label="bearish OB")
     rec = evaluate(p, analysis(snap(zones=[bear_ob])), price=104.0)
     assert rec.action is Action.MOVE_SL_BE and "bearish OB" in rec.reasons[0]
@@ -206,7 +213,7 @@ def test_handler_move_be_partial_and_close_now():
     assert rec.action is Action.PARTIAL_CLOSE
     rec = evaluate(p, analysis(snap(trend=Direction.BEARISH, displacements=[(Direction.BEARISH, 2.0, 499)])), price=104)
     assert rec.action is Action.CLOSE_NOW
-    short = Position.from_signal(make_signal(TradeDirection.SHORT, market=True))
+    short = gross_position(make_signal(TradeDirection.SHORT, market=True))
     rec = evaluate(short, analysis(snap(trend=Direction.BEARISH)), price=96.0)
     assert rec.action is Action.HOLD
     assert decide(short, (Check("momentum", False, "x"),), opposite_signal=True) is Action.CLOSE_NOW
@@ -216,7 +223,7 @@ def test_handler_runs_the_real_engine_on_real_candles():
     frames = {tf: sample_candles("BTCUSDT", tf, tail=300) for tf in ("1h", "4h", "1d")}
     last = frames["1h"]["close"].iloc[-1]
     sig = make_signal(market=True, scale=last / 100, time=frames["1h"].index[-1].to_pydatetime())
-    rec = evaluate(Position.from_signal(sig), frames)
+    rec = evaluate(gross_position(sig), frames)
     assert isinstance(rec.action, Action) and len(rec.checks) == 4 and rec.price == pytest.approx(last)
 
 
@@ -249,7 +256,7 @@ def test_80_percent_handler_on_the_sample_market_through_the_engine():
     market = SampleSource(SAMPLE_DIR, clock=lambda: at)
     last = float(market.klines("BTCUSDT", "1h", 1)["close"].iloc[-1])
     sig = make_signal(market=True, scale=last / 104.0, time=(at - pd.Timedelta(hours=5)).to_pydatetime())
-    position = Position.from_signal(sig)
+    position = gross_position(sig)
     rec = recommend_for(position, market)
     assert rec.price == pytest.approx(last)
     assert [c.name for c in rec.checks] == ["structure", "opposing_zone", "liquidity", "momentum"]
@@ -265,7 +272,7 @@ def test_monitor_catches_a_wick_through_the_binance_client(tmp_path):
     store = PositionStore(tmp_path / "positions.db")
     journal = Journal(tmp_path)
     sig = make_signal(market=True)
-    p = store.add(Position.from_signal(sig, recipients=RECIPIENTS), signal=sig)
+    p = store.add(gross_position(sig, recipients=RECIPIENTS), signal=sig)
     with FakeBinance(
         now=T0 + timedelta(minutes=3, seconds=5), data_dir=None, frames={("BTCUSDT", "1m"): path_1m(rows)}
     ) as fake:

@@ -8,10 +8,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from engine.signal_model import Signal, TradeDirection
-from position_manager import PositionStore, UserSettings
+from position_manager import MIGRATIONS, PositionStore, UserSettings
+from tracking.costs import Costs
 from tracking.state import PENDING_EXPIRY_CANDLES, EventKind, Position, PositionState, apply_candle, close_position
 
 T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
+
+
+def gross_position(signal, *args, **kwargs):
+    """A position without costs: these tests check the mechanics in gross R (costs: test_costs.py)."""
+    return Position.from_signal(signal, *args, costs=Costs.none(), **kwargs)
+
+
 MIN = timedelta(minutes=1)
 
 
@@ -59,7 +67,7 @@ BOTH = pytest.mark.parametrize("direction", [TradeDirection.LONG, TradeDirection
 @BOTH
 @pytest.mark.parametrize("scale", [1.0, 1e-6])
 def test_limit_entry_then_tp1_moves_stop_to_break_even_then_be_stop(direction, scale):
-    p = Position.from_signal(make_signal(direction, scale=scale))
+    p = gross_position(make_signal(direction, scale=scale))
     assert p.state is PositionState.PENDING
     rows = mirror(
         [
@@ -88,7 +96,7 @@ def test_limit_entry_then_tp1_moves_stop_to_break_even_then_be_stop(direction, s
 
 @BOTH
 def test_ambiguous_candle_touching_stop_and_target_counts_the_stop_first(direction):
-    p = Position.from_signal(make_signal(direction, market=True))
+    p = gross_position(make_signal(direction, market=True))
     assert p.state is PositionState.OPEN and p.fill_price == 100
     p, events = walk(p, mirror([(100, 106, 94, 100)], direction))  # TP1 (105) and SL (95) both touched
     assert [e.key for e in events] == ["CLOSED"]
@@ -98,7 +106,7 @@ def test_ambiguous_candle_touching_stop_and_target_counts_the_stop_first(directi
 
 
 def test_gap_through_the_stop_exits_at_the_open():
-    p = Position.from_signal(make_signal(market=True))
+    p = gross_position(make_signal(market=True))
     p, _ = walk(p, [(93, 94, 92, 93)])
     assert p.state is PositionState.SL and p.exit_price == 93
     assert p.outcome.r_multiple == pytest.approx(-1.4)
@@ -106,7 +114,7 @@ def test_gap_through_the_stop_exits_at_the_open():
 
 @BOTH
 def test_entry_and_stop_in_the_same_candle_closes_at_sl(direction):
-    p = Position.from_signal(make_signal(direction))
+    p = gross_position(make_signal(direction))
     p, events = walk(p, mirror([(102, 102, 94, 96)], direction))
     assert [e.key for e in events] == ["FILLED", "CLOSED"]
     assert p.state is PositionState.SL and p.outcome.r_multiple == pytest.approx(-1.0)
@@ -114,16 +122,16 @@ def test_entry_and_stop_in_the_same_candle_closes_at_sl(direction):
 
 def test_fill_candle_targets_count_on_the_close_only():
     # the high (106) came before the fill (the candle opened at 104): TP1 is not credited, the close (101) is below
-    p, events = walk(Position.from_signal(make_signal()), [(104, 106, 99.5, 101)])
+    p, events = walk(gross_position(make_signal()), [(104, 106, 99.5, 101)])
     assert [e.key for e in events] == ["FILLED"]
     assert p.state is PositionState.OPEN
     # a fill candle closing above TP1 counts it
-    p, events = walk(Position.from_signal(make_signal()), [(101, 106, 99.5, 105.5)])
+    p, events = walk(gross_position(make_signal()), [(101, 106, 99.5, 105.5)])
     assert [e.key for e in events] == ["FILLED", "TP1"]
 
 
 def test_targets_in_one_candle_and_tp3_close():
-    p = Position.from_signal(make_signal(market=True))
+    p = gross_position(make_signal(market=True))
     p, events = walk(p, [(100, 111, 99, 110.5), (110.5, 121, 110, 120.5)])
     assert [e.key for e in events] == ["TP1", "TP2", "TP3", "CLOSED"]
     assert p.state is PositionState.TP3
@@ -133,12 +141,12 @@ def test_targets_in_one_candle_and_tp3_close():
 
 
 def test_break_even_stop_set_inside_a_candle_is_judged_on_the_close():
-    p = Position.from_signal(make_signal(market=True))
+    p = gross_position(make_signal(market=True))
     # TP1 hit, the low 99.5 is below break-even but may have come first; the close (102) is above: still TP1
     p, _ = walk(p, [(100, 105.5, 99.5, 102)])
     assert p.state is PositionState.TP1
     # TP1 hit and the candle CLOSES below break-even: closed BE at the fill price
-    q = Position.from_signal(make_signal(market=True))
+    q = gross_position(make_signal(market=True))
     q, events = walk(q, [(100, 105.5, 99, 99.5)])
     assert [e.key for e in events] == ["TP1", "CLOSED"] and q.state is PositionState.BE
     assert q.exit_price == 100
@@ -146,7 +154,7 @@ def test_break_even_stop_set_inside_a_candle_is_judged_on_the_close():
 
 @BOTH
 def test_pending_expires_after_n_candles_of_its_timeframe(direction):
-    p = Position.from_signal(make_signal(direction))
+    p = gross_position(make_signal(direction))
     assert p.expires_at == T0 + PENDING_EXPIRY_CANDLES * timedelta(hours=1)
     rows = mirror([(103, 104, 102, 103)] * (PENDING_EXPIRY_CANDLES * 60 + 5), direction)
     p, events = walk(p, rows)
@@ -157,12 +165,12 @@ def test_pending_expires_after_n_candles_of_its_timeframe(direction):
 
 
 def test_pending_expires_when_tp1_trades_before_the_entry():
-    p, events = walk(Position.from_signal(make_signal()), [(102, 105.2, 101.5, 105)])
+    p, events = walk(gross_position(make_signal()), [(102, 105.2, 101.5, 105)])
     assert [e.key for e in events] == ["CLOSED"] and p.state is PositionState.EXPIRED
 
 
 def test_milestones_each_once_and_highest_only_when_several_cross():
-    p = Position.from_signal(make_signal(market=True))
+    p = gross_position(make_signal(market=True))
     p, events = walk(p, [(100, 101.3, 99.9, 101), (101, 101.4, 100.5, 101), (101, 104.1, 100.8, 104)])
     assert [(e.key, e.percent) for e in events] == [("TP1_25", 25), ("TP1_80", 80)]
     assert {"TP1_25", "TP1_50", "TP1_75", "TP1_80"} <= p.milestones
@@ -172,14 +180,14 @@ def test_milestones_each_once_and_highest_only_when_several_cross():
 
 
 def test_stop_warning_once_at_half_way_to_the_stop_and_not_after_tp1():
-    p = Position.from_signal(make_signal(market=True))
+    p = gross_position(make_signal(market=True))
     p, events = walk(p, [(100, 100.2, 97.4, 98), (98, 98, 97, 97.5), (97.5, 99, 97.2, 98)])
     assert [e.key for e in events] == ["SL_50"]
     assert events[0].kind is EventKind.STOP_WARNING
 
 
 def test_manual_close_and_closed_positions_do_not_change():
-    p = Position.from_signal(make_signal(market=True))
+    p = gross_position(make_signal(market=True))
     p, _ = walk(p, [(100, 103, 99, 102)])
     closed, outcome = close_position(p, 102.5, T0 + 2 * MIN)
     assert closed.state is PositionState.MANUAL
@@ -192,7 +200,7 @@ def test_manual_close_and_closed_positions_do_not_change():
 
 
 def test_candles_before_last_checked_are_ignored():
-    p = Position.from_signal(make_signal(market=True))
+    p = gross_position(make_signal(market=True))
     p, _ = walk(p, [(100, 101, 99.5, 100.5)])
     same, events = apply_candle(p, T0, 100, 130, 80, 100)  # re-read of the first candle
     assert same is p and events == []
@@ -208,11 +216,11 @@ def test_candles_before_last_checked_are_ignored():
 def test_store_round_trip_schema_and_wal(tmp_path):
     path = tmp_path / "positions.db"
     store = PositionStore(path)
-    assert store.schema_version == 1
+    assert store.schema_version == len(MIGRATIONS)
     sig = make_signal()
-    p = store.add(Position.from_signal(sig, recipients=[5, 6, 5]), signal=sig)
+    p = store.add(gross_position(sig, recipients=[5, 6, 5]), signal=sig)
     assert p.id > 0 and p.recipients == (5, 6)
-    assert store.add(Position.from_signal(sig)).id == p.id  # the same signal is tracked once
+    assert store.add(gross_position(sig)).id == p.id  # the same signal is tracked once
     p2, _ = walk(p, [(102, 102, 99.8, 100.5), (100.5, 104, 100.2, 103.9)])
     store.update(p2)
     store.close()
@@ -229,7 +237,7 @@ def test_store_round_trip_schema_and_wal(tmp_path):
 def test_milestones_recorded_once_also_across_a_restart(tmp_path):
     path = tmp_path / "positions.db"
     store = PositionStore(path)
-    p = store.add(Position.from_signal(make_signal()))
+    p = store.add(gross_position(make_signal()))
     assert store.mark_milestone(p.id, "TP1_25") is True
     assert store.mark_milestone(p.id, "TP1_25") is False
     store.close()
@@ -242,7 +250,7 @@ def test_milestones_recorded_once_also_across_a_restart(tmp_path):
 
 def test_close_manual_in_store(tmp_path):
     store = PositionStore(tmp_path / "positions.db")
-    p = store.add(Position.from_signal(make_signal(market=True)))
+    p = store.add(gross_position(make_signal(market=True)))
     closed, outcome = store.close_manual(p.id, 103.0, T0 + MIN)
     assert closed.exit_price == 103.0
     assert outcome.r_multiple == pytest.approx(0.6)
@@ -260,7 +268,7 @@ def test_close_manual_in_store(tmp_path):
 
 def test_outbox_transaction_rolls_back_with_the_state_change(tmp_path):
     store = PositionStore(tmp_path / "positions.db")
-    p = store.add(Position.from_signal(make_signal(market=True)))
+    p = store.add(gross_position(make_signal(market=True)))
     with pytest.raises(RuntimeError), store.transaction():
         store.enqueue(1, "<b>hi</b>", dedupe_key="x")
         store.mark_milestone(p.id, "TP1_25")
@@ -310,7 +318,7 @@ def test_corrupt_database_is_kept_aside_and_started_empty(tmp_path, caplog):
     path.write_bytes(b"this is not a database" * 100)
     store = PositionStore(path)
     assert store.quarantined is not None and store.quarantined.exists()
-    assert store.list_open() == [] and store.schema_version == 1
+    assert store.list_open() == [] and store.schema_version == len(MIGRATIONS)
     assert "kept aside" in caplog.text
     store.subscribe(1)
     store.close()
@@ -319,9 +327,9 @@ def test_corrupt_database_is_kept_aside_and_started_empty(tmp_path, caplog):
 
 def test_tracking_starts_when_the_signal_is_sent():
     sent = T0 + timedelta(minutes=14, seconds=30)
-    p = Position.from_signal(make_signal(market=True), start=sent)
+    p = gross_position(make_signal(market=True), start=sent)
     assert p.opened_at == T0 and p.last_checked == sent
     # the stop was touched before the signal was sent: not applied
     p, events = walk(p, [(100, 100, 94, 99)] * 15 + [(99, 101, 98, 100)])
     assert p.state is PositionState.OPEN and events == []
-    assert Position.from_signal(make_signal(), start=T0 - timedelta(hours=1)).last_checked == T0
+    assert gross_position(make_signal(), start=T0 - timedelta(hours=1)).last_checked == T0

@@ -10,7 +10,14 @@ from daily_reports import build_report
 from position_manager import PositionStore
 from store.journal import Journal
 from tests.test_positions import make_signal
+from tracking.costs import Costs
 from tracking.state import Position
+
+
+def gross_position(signal, *args, **kwargs):
+    """A position without costs: these tests check the mechanics in gross R (costs: test_costs.py)."""
+    return Position.from_signal(signal, *args, costs=Costs.none(), **kwargs)
+
 
 NOW = datetime(2025, 3, 10, 8, 0, tzinfo=UTC)
 
@@ -21,6 +28,8 @@ def outcome(reason, r, closed_at, fill=100.0):
         "exit_price": 100.0 + 5 * r if fill else None,
         "fill_price": fill,
         "r_multiple": r,
+        "r_gross": r,
+        "r_net": r,  # recorded with costs: the windows are under test here, not the costs
         "pnl_pct": 5.0 * r,
         "opened_at": "2025-03-01T00:00:00Z",
         "filled_at": "2025-03-01T00:00:00Z" if fill else None,
@@ -55,7 +64,7 @@ def known(tmp_path):
             reason, r, closed, *fill = out
             journal.record_outcome(sig.id, outcome(reason, r, closed, *(fill or [100.0])))
         else:
-            store.add(Position.from_signal(sig))
+            store.add(gross_position(sig))
     yield journal, store
     store.close()
 

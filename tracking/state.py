@@ -10,6 +10,7 @@ State machine (:func:`apply_candle`, PURE: the live monitor and the backtest bot
        |                        +--stop--> SL +--stop (at entry)--> BE    +--stop (at entry)--> BE
        +--N candles without fill, or TP1 traded before the entry--> EXPIRED
     any open state --close_position(..., MANUAL)--> MANUAL
+    TP1 / TP2 with nothing left open under the exit plan (e.g. 100,0,0 or 50,50,0) --> closed TARGETS
 
 Definitions (``s`` = +1 long, -1 short; prices in quote currency; "beyond" means in the trade's favour):
 
@@ -31,10 +32,17 @@ Definitions (``s`` = +1 long, -1 short; prices in quote currency; "beyond" means
   past it (gap). Reason SL while no target was reached, BE afterwards (TP1 moved the stop to the fill price).
 - **Target hit**: long ``high >= tpN`` (short ``low <= tpN``), in order; several in one candle are all counted.
   TP3 closes the position at ``tp3``. After TP2 the stop stays at break-even.
-- **Outcome** (:class:`Outcome`): the whole position exits at one price (no partial scale-out):
-  ``R = s * (exit - fill) / |entry - original_sl|``; ``P&L % = 100 * s * (exit - fill) / fill``; duration from fill
-  to close; MFE/MAE = the largest favourable/adverse excursion from the fill (candle extremes) in R;
-  ``highest_target`` = the number of targets reached (0-3). An EXPIRED position has no fill: R = 0.
+- **Exit plan** (``Position.exit_plan``, percent of the position closed at TP1, TP2, TP3; see
+  :mod:`tracking.costs`): each target hit closes its share at the target price; the stop (at break-even after
+  TP1) or a manual close closes whatever is left. When nothing is left the position closes (TP3, or TARGETS
+  before TP3). ``0,0,100`` = the whole position to TP3 or the stop.
+- **Outcome** (:class:`Outcome`): ``r_gross`` / ``r_net`` from :func:`tracking.costs.trade_r` over the plan's
+  exits, the position's costs (``Position.costs``: fee per side, slippage on a market entry and on stop / manual
+  exits) and the planned risk ``|entry - original_sl|``; ``r_multiple`` = ``r_net`` (every figure the bot shows
+  is net); ``P&L % = r_net * risk / fill * 100``; ``exit_price`` = the last exit, ``avg_exit_price`` = the
+  size-weighted average exit; duration from fill to close; MFE/MAE = the largest favourable/adverse excursion from
+  the fill (candle extremes) in R; ``highest_target`` = the number of targets reached (0-3). An EXPIRED position
+  has no fill: R = 0, ``r_gross`` / ``r_net`` None.
 - **Milestones** (events, each at most once per position, remembered in ``Position.milestones``):
   progress toward the next target is measured from the previous level (fill for TP1, TP1 for TP2, TP2 for TP3)
   with the candle's favourable extreme; crossing 25/50/75/80% emits ``MILESTONE`` (only the highest newly crossed
@@ -57,6 +65,7 @@ from typing import Any
 
 from engine.signal_model import Signal, TradeDirection
 from market.timeframes import interval_timedelta
+from tracking.costs import DEFAULT_COSTS, DEFAULT_EXIT_PLAN, Costs, average_exit, exits_of, trade_r
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +84,7 @@ class PositionState(StrEnum):
     BE = "BE"
     MANUAL = "MANUAL"
     EXPIRED = "EXPIRED"
+    TARGETS = "TARGETS"  # closed at a target before TP3: the exit plan left nothing open
 
     @property
     def is_active(self) -> bool:
@@ -100,10 +110,10 @@ class EventKind(StrEnum):
 class Outcome:
     """How a closed position ended. Prices in quote currency, R in units of the initial risk."""
 
-    reason: PositionState  # TP3, SL, BE, MANUAL or EXPIRED
-    exit_price: float | None  # None for EXPIRED (never filled)
+    reason: PositionState  # TP3, TARGETS, SL, BE, MANUAL or EXPIRED
+    exit_price: float | None  # the last exit; None for EXPIRED (never filled)
     fill_price: float | None
-    r_multiple: float
+    r_multiple: float  # = r_net (0 for EXPIRED)
     pnl_pct: float
     opened_at: datetime
     filled_at: datetime | None
@@ -112,6 +122,9 @@ class Outcome:
     mfe_r: float  # max favourable excursion, R (>= 0)
     mae_r: float  # max adverse excursion, R (>= 0)
     highest_target: int  # 0..3
+    r_gross: float | None = None  # None for EXPIRED
+    r_net: float | None = None
+    avg_exit_price: float | None = None  # size-weighted over the exit plan's partial exits
 
     @property
     def filled(self) -> bool:
@@ -131,6 +144,9 @@ class Outcome:
             "mfe_r": self.mfe_r,
             "mae_r": self.mae_r,
             "highest_target": self.highest_target,
+            "r_gross": self.r_gross,
+            "r_net": self.r_net,
+            "avg_exit_price": self.avg_exit_price,
         }
 
     @classmethod
@@ -148,7 +164,14 @@ class Outcome:
             mfe_r=float(data["mfe_r"]),
             mae_r=float(data["mae_r"]),
             highest_target=int(data["highest_target"]),
+            r_gross=_opt_float(data.get("r_gross")),
+            r_net=_opt_float(data.get("r_net")),
+            avg_exit_price=_opt_float(data.get("avg_exit_price")),
         )
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +184,7 @@ class PositionEvent:
     price: float  # the level concerned (fill, target, stop, exit) or the extreme reached for milestones
     target: int | None = None  # 1..3 for milestones and target hits
     percent: int | None = None  # milestone / warning percent
+    share: float | None = None  # TARGET_HIT: percent of the position the exit plan closes at this target
     outcome: Outcome | None = None  # for CLOSED
 
 
@@ -195,6 +219,8 @@ class Position:
     milestones: frozenset[str] = frozenset()  # event keys already emitted
     recipients: tuple[int, ...] = ()
     outcome: Outcome | None = None
+    exit_plan: tuple[float, float, float] = DEFAULT_EXIT_PLAN  # percent closed at TP1, TP2, TP3
+    costs: Costs = DEFAULT_COSTS  # fee and slippage the outcome is charged (tracking.costs)
 
     @property
     def sign(self) -> int:
@@ -211,6 +237,15 @@ class Position:
 
     def target(self, n: int) -> float:
         return (self.tp1, self.tp2, self.tp3)[n - 1]
+
+    @property
+    def market_entry(self) -> bool:
+        return self.entry_low == self.entry_high
+
+    @property
+    def open_share(self) -> float:
+        """Percent of the position still open under the exit plan."""
+        return max(100.0 - sum(self.exit_plan[: self.targets_hit]), 0.0)
 
     def r_at(self, price: float) -> float:
         """R multiple if the whole position exited at ``price`` now."""
@@ -229,8 +264,13 @@ class Position:
         *,
         expiry_candles: int = PENDING_EXPIRY_CANDLES,
         start: datetime | None = None,
+        exit_plan: Sequence[float] = DEFAULT_EXIT_PLAN,
+        costs: Costs | None = None,
     ) -> Position:
         """A new position for ``signal``: OPEN at ``entry`` for a market entry, else PENDING (limit at ``entry``).
+
+        ``exit_plan`` / ``costs``: the plan and costs its outcome follows (default ``0,0,100`` and the default
+        fee and slippage; the live bot and the backtest pass the settings').
 
         ``start``: when tracking begins (the live bot: the moment the signal was sent, which can be minutes after
         the analysed candle closed); candles opening before it are not applied. Default: the signal time.
@@ -259,6 +299,8 @@ class Position:
             filled_at=opened if market else None,
             fill_price=signal.entry if market else None,
             recipients=tuple(dict.fromkeys(int(c) for c in recipients)),
+            exit_plan=tuple(float(v) for v in exit_plan),
+            costs=costs if costs is not None else DEFAULT_COSTS,
         )
 
 
@@ -376,14 +418,15 @@ def _targets_and_milestones(
         while p.targets_hit < 3 and s * (fav - p.target(p.targets_hit + 1)) >= 0:
             n = p.targets_hit + 1
             level = p.target(n)
-            if n == 3:
-                p = replace(p, targets_hit=3)
-                events.append(PositionEvent(EventKind.TARGET_HIT, "TP3", ts, level, target=3))
+            share = p.exit_plan[n - 1]
+            if n == 3 or p.open_share - share <= 1e-9:  # nothing left open: the plan closes the position here
+                p = replace(p, targets_hit=n)
+                events.append(PositionEvent(EventKind.TARGET_HIT, f"TP{n}", ts, level, target=n, share=share))
                 return _close(p, ts, level, checked, events)
             state = PositionState.TP1 if n == 1 else PositionState.TP2
             sl = p.fill_price if n == 1 else p.sl  # TP1: stop to break-even (the fill price)
             p = replace(p, targets_hit=n, state=state, sl=sl, milestones=p.milestones | {f"TP{n}"})
-            events.append(PositionEvent(EventKind.TARGET_HIT, f"TP{n}", ts, level, target=n))
+            events.append(PositionEvent(EventKind.TARGET_HIT, f"TP{n}", ts, level, target=n, share=share))
         if s * (close - p.sl) <= 0:  # the new break-even stop is judged on the close only
             return _close(p, ts, p.sl, checked, events)
         return replace(p, last_checked=checked), events
@@ -414,6 +457,8 @@ def _close(
 ) -> tuple[Position, list[PositionEvent]]:
     if p.targets_hit == 3:
         reason = PositionState.TP3
+    elif p.open_share <= 1e-9:
+        reason = PositionState.TARGETS
     elif p.targets_hit >= 1:
         reason = PositionState.BE
     else:
@@ -449,12 +494,28 @@ def _finish(p: Position, reason: PositionState, exit_price: float | None, at: da
         )
     else:
         risk = p.risk
+        exits = exits_of(
+            p.exit_plan,
+            (p.tp1, p.tp2, p.tp3),
+            p.targets_hit,
+            exit_price,
+            final_market=reason not in (PositionState.TP3, PositionState.TARGETS),
+        )
+        r_gross, r_net = trade_r(
+            sign=p.sign,
+            entry=p.entry,
+            sl=p.original_sl,
+            fill=p.fill_price,
+            exits=exits,
+            costs=p.costs,
+            market_entry=p.market_entry,
+        )
         outcome = Outcome(
             reason=reason,
             exit_price=exit_price,
             fill_price=p.fill_price,
-            r_multiple=round(p.r_at(exit_price), 4),
-            pnl_pct=round(p.pnl_pct_at(exit_price), 4),
+            r_multiple=round(r_net, 4),
+            pnl_pct=round(100.0 * r_net * risk / p.fill_price, 4),
             opened_at=p.opened_at,
             filled_at=p.filled_at,
             closed_at=at,
@@ -462,6 +523,9 @@ def _finish(p: Position, reason: PositionState, exit_price: float | None, at: da
             mfe_r=round(p.mfe / risk, 4),
             mae_r=round(p.mae / risk, 4),
             highest_target=p.targets_hit,
+            r_gross=round(r_gross, 4),
+            r_net=round(r_net, 4),
+            avg_exit_price=average_exit(exits),
         )
     closed = replace(p, state=reason, closed_at=at, exit_price=exit_price, outcome=outcome)
     return closed, outcome
