@@ -39,9 +39,11 @@ from research.walkforward import (
     by_setup,
     calibration,
     choose,
+    fixed,
     gate_at_end,
     oos_trades,
     stats_of,
+    variant_named,
     windows,
 )
 from store.evidence import write_evidence
@@ -49,6 +51,12 @@ from tracking.costs import Costs
 from tracking.setups import setup_of
 
 logger = logging.getLogger(__name__)
+
+# fixed configurations reported out of sample beside the walk-forward choice ("before" the research)
+REFERENCES = (
+    ("engine_as_is", "all", (0.0, 0.0, 100.0)),  # every signal, whole position to TP3
+    ("live_threshold", "confidence60", (0.0, 0.0, 100.0)),  # what the bot sent before evidence existed
+)
 
 
 def history_market(settings: Settings) -> Any:
@@ -112,6 +120,12 @@ def evaluate(settings: Settings, request: Request, *, scheduler: str | None = No
         "all": {"stats": stats_of(oos), **_edge(oos, control)},
         "gated": {"trades": [trade_json(t) for t in gated], "stats": stats_of(gated), **_edge(gated, control)},
         "baseline": {"seed": seed, "stats": stats_of(control)},
+        "reference": {
+            name: stats_of(
+                [t for w in ws for t in oos_trades(candidates, fixed(w, variant_named(v), plan), request.costs)]
+            )
+            for name, v, plan in REFERENCES
+        },
         "calibration": calibration(oos),
         "choices": [_choice_json(ch) for ch in choices],
         "variants_tried": len(VARIANTS) * len(EXIT_PLANS),
@@ -120,6 +134,10 @@ def evaluate(settings: Settings, request: Request, *, scheduler: str | None = No
         ],
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def _fixed_stream(candidates: Sequence[Candidate], ws: Sequence, variant: str, plan, costs: Costs) -> list[OosTrade]:
+    return [t for w in ws for t in oos_trades(candidates, fixed(w, variant_named(variant), plan), costs)]
 
 
 def _twins_of(trades: Sequence[OosTrade], control: Sequence[OosTrade]) -> list[float]:
@@ -279,6 +297,8 @@ def format_report(report: dict) -> str:
         line("gated stream (what would be sent)", report["gated"]["stats"], report["gated"]["edge"]),
         line("all setups", report["all"]["stats"], report["all"]["edge"]),
         line("random entries, same exits", report["baseline"]["stats"]),
+        line("reference: engine as is", report["reference"]["engine_as_is"]),
+        line("reference: live threshold (60)", report["reference"]["live_threshold"]),
     ]
     rows += [line(f"  {s['setup']}{' ✓' if s['gated'] else ''}", s, s["edge"]) for s in report["setups"]]
     rows.append(

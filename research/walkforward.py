@@ -113,6 +113,9 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("displacement", "a displacement candle in the trade's direction", lambda c: _f(c, "conf_displacement") > 0),
     Variant("killzone", "signal candle inside an ICT killzone", lambda c: _f(c, "conf_killzone") > 0),
     Variant(
+        "confidence60", "rule score at or above 60 (the live threshold before evidence)", lambda c: c.confidence >= 60
+    ),
+    Variant(
         "htf_aligned",
         "more higher timeframes agree with the direction than oppose it",
         lambda c: _f(c, "htf_agree_ratio") > _f(c, "htf_oppose_ratio"),
@@ -274,3 +277,12 @@ def by_setup(trades: Sequence[OosTrade]) -> dict[str, list[OosTrade]]:
 def gate_at_end(trades: Sequence[OosTrade]) -> bool:
     """Would the live gate pass this setup on all its out-of-sample trades?"""
     return gate_passes([t.r_net for t in trades if t.r_net is not None])
+
+
+def fixed(w: Window, variant: Variant, plan: ExitPlan) -> Choice:
+    """A pre-set choice (no training): how a fixed configuration did out of sample, for reference."""
+    return Choice(w, variant, plan, frozenset(), (), {})
+
+
+def variant_named(name: str) -> Variant:
+    return next(v for v in VARIANTS if v.name == name)
