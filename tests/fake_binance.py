@@ -26,16 +26,24 @@ Faults: ``fake.script(*replies)`` queues ``Reply`` objects, consumed one per req
 ``Reply.silent()`` never answers (until the server stops): a read timeout whatever the machine's speed.
 ``latency`` (seconds) is added to every answer, like the round trip to the real Binance (benches).
 
+Concurrency: ``fake.in_flight`` / ``fake.max_in_flight`` count requests being answered at once;
+``fake.rendezvous(n, path)`` holds the next ``n`` requests to ``path`` until all ``n`` are in flight together
+(proof of concurrency that does not depend on timing; a serial client breaks it after ``timeout``).
+Request weight: with ``weight_clock`` (e.g. ``time.time``) ``used_weight`` restarts every minute of that clock,
+as Binance's does, and ``weight_per_minute`` keeps each minute's total; without it the weight only grows (tests
+set it by hand).
+
 The data files are parsed (and the series of their own intervals built) before the server accepts a connection,
 so no request pays for loading: a client's timeout never races the parsing of gzipped CSVs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -133,8 +141,15 @@ class FakeBinance:
         data_dir: Path | None = SAMPLE_DIR,
         frames: Mapping[tuple[str, str], pd.DataFrame] | None = None,
         latency: float = 0.0,
+        weight_clock: Callable[[], float] | None = None,
     ) -> None:
         self.latency = latency
+        self.weight_clock = weight_clock
+        self.weight_per_minute: dict[int, int] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._rendezvous: tuple[threading.Barrier, str, float] | None = None
+        self._rendezvous_left = self._rendezvous_after = 0
         self.source = SampleSource(data_dir, frames=dict(frames or {}), clock=lambda: self.now)
         self.now: pd.Timestamp = to_utc(now) if now is not None else default_start(self.source.data_spans())
         self.statuses = {symbol: "TRADING" for symbol in self.source.symbols()}
@@ -184,6 +199,32 @@ class FakeBinance:
         with self._lock:
             return sum(1 for r in self.requests if path is None or r.path == path)
 
+    def rendezvous(self, n: int, path: str, *, after: int = 0, timeout: float = 30.0) -> None:
+        """Hold ``n`` requests to ``path`` (after letting ``after`` pass) until ``n`` are in flight together, or
+        ``timeout`` passes."""
+        with self._lock:
+            self._rendezvous, self._rendezvous_left = (threading.Barrier(n), path, timeout), n
+            self._rendezvous_after = after
+
+    def _meet(self, path: str) -> None:
+        with self._lock:
+            if self._rendezvous is None or self._rendezvous[1] != path:
+                return
+            if self._rendezvous_after > 0:
+                self._rendezvous_after -= 1
+                return
+            barrier, _, timeout = self._rendezvous
+            self._rendezvous_left -= 1
+            if self._rendezvous_left == 0:
+                self._rendezvous = None
+        with contextlib.suppress(threading.BrokenBarrierError):  # a serial client: a concurrency test fails
+            barrier.wait(timeout)
+
+    def _entered(self, delta: int) -> None:
+        with self._lock:
+            self.in_flight += delta
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
     # -- serving
 
     def _next_reply(self, path: str) -> Reply | None:
@@ -200,7 +241,13 @@ class FakeBinance:
         normal = scripted is None or scripted.body is None
         reply = self.answer(path, params) if normal else scripted
         with self._lock:
-            self.used_weight += self._weight(path, params)
+            weight = self._weight(path, params)
+            if self.weight_clock is not None:
+                minute = int(self.weight_clock() // 60)
+                if minute not in self.weight_per_minute:
+                    self.used_weight = 0  # a new minute: Binance's counter restarts
+                self.weight_per_minute[minute] = self.weight_per_minute.get(minute, 0) + weight
+            self.used_weight += weight
             self.requests.append(Request(path, params, reply.status))
         return reply, self.latency + (scripted.delay if scripted is not None else 0.0)
 
@@ -286,7 +333,15 @@ def _handler_for(fake: FakeBinance) -> type[BaseHTTPRequestHandler]:
         disable_nagle_algorithm = True  # headers and body go out in separate writes
 
         def do_GET(self) -> None:
+            fake._entered(+1)
+            try:
+                self._answer()
+            finally:
+                fake._entered(-1)
+
+        def _answer(self) -> None:
             url = urlsplit(self.path)
+            fake._meet(url.path)
             reply, delay = fake.handle(url.path, dict(parse_qsl(url.query)))
             if delay and fake._stopping.wait(delay):
                 return

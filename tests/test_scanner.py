@@ -226,3 +226,59 @@ def test_a_sent_signal_is_followed_to_its_outcome_end_to_end(tmp_path):
     day = build_report(journal, store, period="daily", now=closed.closed_at + timedelta(minutes=1))
     assert day.closed + day.expired == 1 and day.open_positions == 0
     store.close()
+
+
+# ---------------------------------------------------------------- concurrent klines
+
+
+KLINES = "/api/v3/klines"
+
+
+def _scan_once(tmp_path, fake, concurrency, **client):
+    settings = Settings(
+        watchlist=("BTCUSDT", "NOPEUSDT", "ETHUSDT", "SOLUSDT"), auto_signal_timeframes=("1h", "4h"), min_confidence=0
+    )
+    store, cache, journal = stores(tmp_path)
+    store.subscribe(101)
+    market = BinanceClient(fake.url, **client)
+    before = len(fake.requests)
+    try:
+        report = run_scan(market, store, cache, journal, settings, concurrency=concurrency, render_chart=lambda a: b"")
+    finally:
+        market.close()
+    signals = sorted(str(store.signal_json(p.id)) for p in store.list_open())
+    outbox = sorted(m.html for m in store.pending_outbox(limit=100))
+    store.close()
+    counts = (report.pairs, report.signals, report.tracked, report.broadcasts, report.errors)
+    asked = [(r.params["symbol"], r.params["interval"]) for r in fake.requests[before:] if r.path == KLINES]
+    return counts, signals, outbox, asked
+
+
+def test_concurrent_scan_equals_the_serial_scan(tmp_path):
+    with FakeBinance(now=SCAN_AT) as fake:
+        fake.rendezvous(4, KLINES, after=1)  # after the first (serial) one, 4 klines requests must be in flight
+        concurrent = _scan_once(tmp_path / "concurrent", fake, 6)
+        most_at_once = fake.max_in_flight
+        serial = _scan_once(tmp_path / "serial", fake, 1)
+    assert concurrent[:3] == serial[:3]  # same pairs, signals, errors, tracked positions and messages
+    assert concurrent[0][0] == 6 and concurrent[0][1] >= 1 and "NOPEUSDT" in " ".join(concurrent[0][4])
+    assert 4 <= most_at_once <= 6 + 1  # the pool's 6, plus the scan thread's own (clock) request at most
+    assert len(set(concurrent[3])) == len(concurrent[3])  # a frame shared by two pairs is fetched once
+    assert set(serial[3]) <= set(concurrent[3])
+
+
+def test_concurrent_fetching_respects_the_weight_budget(tmp_path):
+    """Above 80% of the minute's weight every fetching thread waits for the next minute before it asks."""
+    lock, sleeps = threading.Lock(), []
+    with FakeBinance(now=SCAN_AT) as fake:
+
+        def sleep(seconds: float) -> None:
+            with lock:
+                sleeps.append((threading.current_thread().name, seconds))
+                fake.now += pd.Timedelta(seconds=seconds)
+
+        fake.used_weight = 4900  # of 6000: Binance's counter stays high in this test
+        counts, *_ = _scan_once(tmp_path, fake, 6, sleep=sleep, clock=lambda: fake.now.timestamp())
+    assert counts[0] == 6
+    fetchers = [s for name, s in sleeps if name.startswith("klines")]
+    assert fetchers and all(0 < s <= 60 for s in fetchers)
