@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,10 +38,11 @@ from engine.scoring import FEATURES, components_of, confidence_of, entry_model_o
 from engine.signal_model import NoTrade, Signal, SignalResult, TradeDirection
 from engine.snapshot import snapshot_at
 from engine.views import Snapshot, StructureMark
+from engine.windows import WINDOW_FETCH, FrameIndex, analysis_frames, unavailable_names
 from ict_modules.core import Direction
 from ict_modules.mtf_analyzer import higher_timeframes as _mtf_higher
 from market import source as md
-from market.timeframes import parse_interval
+from market.timeframes import interval_timedelta, parse_interval
 
 __all__ = [  # the engine's public surface (the parts stay importable from engine/)
     "CANDLES_PER_FRAME",
@@ -53,6 +54,7 @@ __all__ = [  # the engine's public surface (the parts stay importable from engin
     "EngineConfig",
     "Prepared",
     "Snapshot",
+    "analyses_over",
     "analyze",
     "evaluate",
     "generate_signal",
@@ -233,31 +235,33 @@ def analyze(
     end: Any = None,
     config: EngineConfig | None = None,
     predictor: PredictorLike | None = None,
-    limit: int = CANDLES_PER_FRAME,
 ) -> Analysis:
-    """Step 1 (``limit`` closed candles of the entry TF and each HTF, up to ``end``) + generate_signal + ML.
+    """Step 1 (the block-aligned windows of the entry TF and each HTF, closed by ``end``) + generate_signal + ML.
 
-    Market-data errors of the entry timeframe propagate; a higher timeframe the source cannot serve (invalid
-    interval, no candles) is skipped and named in ``unavailable``. Sync: call it with ``asyncio.to_thread``.
+    Each timeframe's window is the one of ``engine.windows`` (500-749 closed candles, its start anchored to absolute
+    time), so ``signal --at``, the live bot and ``analyses_over`` read the same candles. Market-data errors of the
+    entry timeframe propagate; a higher timeframe the source cannot serve (invalid interval, no candles) is skipped
+    and named in ``unavailable``. Sync: call it with ``asyncio.to_thread``.
     """
     config = config or EngineConfig()
     timeframe = parse_interval(timeframe)
-    frames = {timeframe: market.klines(symbol, timeframe, limit, end=end)}
-    missing = []
-    for htf in higher_timeframes(timeframe):
+    frames = {timeframe: market.klines(symbol, timeframe, WINDOW_FETCH, end=end)}
+    higher = higher_timeframes(timeframe)
+    absent = []
+    for htf in higher:
         try:
-            frame = market.klines(symbol, htf, limit, end=end)
+            frames[htf] = market.klines(symbol, htf, WINDOW_FETCH, end=end)
         except Exception as exc:
             if not _is_missing_interval(exc):
                 raise
             logger.warning("%s %s candles unavailable: %s", symbol, htf, exc)
-            missing.append(f"{htf} candles")
-            continue
-        if len(frame):
-            frames[htf] = frame
-        else:
-            missing.append(f"{htf} candles")
+            absent.append(htf)
+    entry = frames[timeframe]
+    if len(entry):  # (no entry candles: prepare names the problem)
+        frames, empty = analysis_frames(frames, timeframe, entry.index[-1] + interval_timedelta(timeframe))
+        absent += empty
     result, snap, prep = evaluate(frames, symbol=symbol, timeframe=timeframe, config=config)
+    missing = unavailable_names(higher, absent)
     if missing:
         result = dataclasses.replace(result, unavailable=(*result.unavailable, *missing))
     if predictor is not None and isinstance(result, Signal) and getattr(predictor, "active", False):
@@ -270,6 +274,83 @@ def analyze(
             result = dataclasses.replace(result, ml_probability=min(1.0, max(0.0, float(p))))
     marks = snap.structure.marks
     return Analysis(symbol, timeframe, result, dict(prep.frames), snap, marks)
+
+
+def analyses_over(
+    frames: Mapping[str, pd.DataFrame],
+    *,
+    symbol: str,
+    timeframe: str,
+    bars: Iterable[int] | None = None,
+    absent: Sequence[str] = (),
+    config: EngineConfig | None = None,
+) -> Iterator[tuple[int, SignalResult]]:
+    """The backtest's engine: ``(bar, result)`` for each entry bar in ``bars``, each equal to ``analyze`` at that bar.
+
+    Args:
+        frames: the loaded history: the entry ``timeframe`` and the higher timeframes the source serves (any
+            length; for exact equality with ``analyze`` it must reach back to each bar's window start, i.e. 749
+            candles of every timeframe before the first bar, and its last candles need not be closed by any bar).
+        bars: positions in ``frames[timeframe]`` (the bar whose close is the analysis moment), ascending; default
+            every bar.
+        absent: higher timeframes the source cannot serve at all (named in ``unavailable`` as ``analyze`` does).
+        config: the rules' tunables.
+
+    Result ``r`` for bar ``i`` == ``analyze(market, symbol, timeframe, end=<close of bar i>, config=config).result``
+    (no ML probability) when the market serves the same candles. Cost: one ``prepare`` per block of 250 entry
+    bars (split where a higher timeframe's window start moves inside it), then ``signal_at`` per bar (~0.5 ms):
+    bars sharing their windows' starts share one detector run, which is exact by the detectors' causality.
+    """
+    config = config or EngineConfig()
+    timeframe = parse_interval(timeframe)
+    higher = higher_timeframes(timeframe)
+    indexes = {tf: FrameIndex.of(frame, tf) for tf, frame in frames.items()}
+    closes = frames[timeframe].index + interval_timedelta(timeframe)
+    group: list[int] = []
+    key = None
+    for bar in range(len(closes)) if bars is None else bars:
+        starts = _window_key(indexes, timeframe, closes[bar])
+        if group and starts != key:
+            yield from _group_results(frames, indexes, group, closes, higher, absent, symbol, timeframe, config)
+            group = []
+        key = starts
+        group.append(bar)
+    if group:
+        yield from _group_results(frames, indexes, group, closes, higher, absent, symbol, timeframe, config)
+
+
+def _window_key(indexes: Mapping[str, FrameIndex], timeframe: str, close_time: pd.Timestamp) -> tuple:
+    """What decides the candles a bar's analysis reads besides its own close: each window's start, and which
+    higher-timeframe windows are empty."""
+    out = []
+    for tf, index in indexes.items():
+        lo, hi = index.bounds(close_time)
+        out.append((tf, lo, tf != timeframe and hi == lo))
+    return tuple(out)
+
+
+def _group_results(
+    frames: Mapping[str, pd.DataFrame],
+    indexes: Mapping[str, FrameIndex],
+    group: Sequence[int],
+    closes: pd.DatetimeIndex,
+    higher: Sequence[str],
+    absent: Sequence[str],
+    symbol: str,
+    timeframe: str,
+    config: EngineConfig,
+) -> Iterator[tuple[int, SignalResult]]:
+    """One ``prepare`` over the windows of the group's last bar, read at every bar of the group."""
+    last = closes[group[-1]]
+    windows, empty = analysis_frames(frames, timeframe, last, indexes=indexes)
+    missing = unavailable_names(higher, (*absent, *empty))
+    prep = prepare(windows, timeframe=timeframe, config=config)
+    first, _ = indexes[timeframe].bounds(last)  # position of the entry window's first candle in the history
+    for bar in group:
+        result, _ = signal_at(prep, bar - first, symbol=symbol, config=config)
+        if missing:
+            result = dataclasses.replace(result, unavailable=(*result.unavailable, *missing))
+        yield bar, result
 
 
 def _is_missing_interval(exc: Exception) -> bool:

@@ -57,3 +57,15 @@ def candle_open_time(ts: pd.Timestamp, interval: str) -> pd.Timestamp:
     step = INTERVAL_MS[interval]
     ms = ts.value // 1_000_000
     return pd.Timestamp((ms // step) * step, unit="ms", tz="UTC")
+
+
+def window_start(candle: int, *, lookback: int = 500, block: int = 250) -> int:
+    """Number of the first candle an analysis reads when candle number ``candle`` is the first not yet closed.
+
+    Candle numbers count candles from the Unix epoch (open time // interval). The window starts at the last block
+    boundary (a multiple of ``block``) at or before ``candle - lookback``, so it holds ``lookback`` to
+    ``lookback + block - 1`` closed candles and its start moves once per ``block`` candles, anchored to absolute
+    time, never to where a file or a request starts: the live bot, ``signal --at`` and the backtest read the same
+    candles at the same bar.
+    """
+    return (candle - lookback) // block * block

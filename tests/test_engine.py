@@ -8,6 +8,7 @@ import pytest
 
 import ict_signal_engine as eng
 from engine.signal_model import NoTrade, Signal
+from engine.windows import WINDOW_FETCH, analysis_frames
 from market.timeframes import interval_timedelta
 from tests.helpers import sample_candles, scaled
 
@@ -133,16 +134,14 @@ def test_analyze_fetches_htfs_and_applies_the_predictor():
     end = frames["1h"].index[k] + pd.Timedelta(hours=1)
     analysis = eng.analyze(market, "BTCUSDT", "1h", end=end, predictor=predictor)
     assert [c[1] for c in market.calls] == ["1h", "4h", "1d"]
-    assert all(c[2] == 500 and c[3] == end for c in market.calls)
+    assert all(c[2] == WINDOW_FETCH and c[3] == end for c in market.calls)  # enough for any block-aligned window
     result = analysis.result
     assert isinstance(result, Signal)
     assert result.time == end.to_pydatetime()
     assert result.ml_probability == 0.8 and predictor.seen == dict(result.features)
     assert result.confidence == pytest.approx(round(0.6 * result.rule_confidence + 32.0, 1))
     assert dataclasses.replace(result, ml_probability=None) == eng.generate_signal(
-        {t: f[f.index + interval_timedelta(t) <= end].iloc[-500:] for t, f in frames.items()},
-        symbol="BTCUSDT",
-        timeframe="1h",
+        analysis_frames(frames, "1h", end)[0], symbol="BTCUSDT", timeframe="1h"
     )
 
 
