@@ -80,7 +80,7 @@ def test_signal_validation_failure_becomes_a_no_trade(monkeypatch):
     assert result.reasons[0].startswith("invalid levels")
 
 
-def crashed(frame, at, *, depth=0.4, keep=0.75):
+def crashed(frame, at, *, depth=0.35, keep=0.9):
     """Candle ``at`` wicks to ``depth`` x the previous close and closes at ``keep`` x it; the later candles are the
     real ones scaled by ``keep`` (a crash and a partial recovery with real structure after it)."""
     out = frame.copy()
