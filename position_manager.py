@@ -21,6 +21,7 @@ from typing import Any
 
 from engine.signal_model import Signal, TradeDirection
 from store.outbox import (
+    CHAT_OUTBOX_IN_FLIGHT,
     CHAT_SCHEMA_V1,
     ChatTables,
     OutboxKind,
@@ -84,7 +85,7 @@ ALTER TABLE positions ADD COLUMN slippage_pct REAL NOT NULL DEFAULT 0.02
 """
 
 # index i migrates user_version i -> i + 1; append only (another table's change is a new entry)
-MIGRATIONS: tuple[str, ...] = (_POSITIONS_SCHEMA_V1 + CHAT_SCHEMA_V1, _POSITIONS_V2)
+MIGRATIONS: tuple[str, ...] = (_POSITIONS_SCHEMA_V1 + CHAT_SCHEMA_V1, _POSITIONS_V2, CHAT_OUTBOX_IN_FLIGHT)
 
 
 class PositionStore(ChatTables):

@@ -33,8 +33,10 @@ RETRAIN_AFTER_OUTCOMES = 50  # closed outcomes since the last training that trig
 async def drain_outbox(application: Application) -> int:
     """Send pending outbox messages (alerts, broadcasts, reports) through the sender; return how many were sent.
 
-    At most one drain runs at a time; a message is marked sent only after Telegram accepted it, so a kill at any
-    moment loses nothing (at worst one message is sent twice).
+    At most one drain runs at a time. Each row is recorded "in flight" before the call and "sent" after Telegram's
+    answer (or after a timeout that may have delivered it); a kill between the two leaves it in flight, and the
+    next start settles it without resending (``store.settle_in_flight``). A kill never loses a row nobody tried
+    and never sends one twice.
     """
     services = application.bot_data.get(SERVICES_KEY)
     if not isinstance(services, Services) or services.store is None or services.sender is None:
@@ -51,13 +53,16 @@ async def drain_outbox(application: Application) -> int:
             for item in items:
                 if item.chat_id in blocked:
                     continue
+                if not await asyncio.to_thread(services.store.mark_sending, item.id):
+                    continue  # dropped meanwhile (the chat blocked the bot)
                 photo = item.photo or await asyncio.to_thread(read_photo, item.photo_path)
                 if photo:
                     result = await services.sender.photo(item.chat_id, photo, item.html)
                 else:
                     result = await services.sender.text(item.chat_id, item.html)
                 if result.settled:  # maybe-delivered counts: a resend could duplicate it
-                    await asyncio.to_thread(services.store.mark_sent, item.id)
+                    note = None if result.ok else f"maybe delivered ({result.reason[:200]})"
+                    await asyncio.to_thread(services.store.mark_sent, item.id, note)
                     sent += 1
                 else:
                     if result.delivery is Delivery.BLOCKED:

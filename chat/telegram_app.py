@@ -133,6 +133,14 @@ async def post_init(application: Application) -> None:
     factory: ServicesFactory = application.bot_data["services_factory"]
     services = await asyncio.to_thread(factory)  # loads the ML model and opens stores off the event loop
     services.sender = Sender(application.bot, on_blocked=partial(unsubscribe_blocked, services))
+    if services.store is not None:  # before the first drain: what a killed process was sending is not resent
+        for row in await asyncio.to_thread(services.store.settle_in_flight):
+            logger.warning(
+                "outbox message %d (%s to chat %s) was in flight when the bot stopped: maybe delivered, not resent",
+                row.id,
+                row.kind,
+                row.chat_id,
+            )
     application.bot_data[SERVICES_KEY] = services
     try:
         await application.bot.set_my_commands(handlers.menu_commands(handlers.commands()))

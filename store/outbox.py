@@ -4,6 +4,11 @@
 its lock and its transactions (``_q``/``_x`` run one statement inside a transaction). The outbox is how producers
 (scanner, monitor, reports) queue messages atomically with the state change that caused them; the sender drains it.
 
+Exactly once across restarts: the drain records a row "in flight" (``sending_at``) before it calls Telegram and
+"sent" after the answer. A row still in flight when the process starts was being sent when the previous process
+died: maybe delivered, so it is never resent (:meth:`ChatTables.settle_in_flight` marks and returns it for the log).
+Tracked positions and the journal do not depend on the outbox, so ``/positions`` always shows the true state.
+
 A chat that blocked the bot (Telegram answered 403) is marked ``blocked`` in ``subscribers``: its queued messages
 are dropped, nothing more is queued for it, and it is unmarked when the user writes to the bot again
 (:meth:`ChatTables.unblock_chat`) or subscribes again. Broadcasts stay off until ``/subscribe`` or ``/start``.
@@ -92,6 +97,12 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_pending ON outbox (sent_at, failed, id);
 """
+
+# outbox rows "in flight": set just before the call to Telegram, so a kill during a send never sends it twice
+CHAT_OUTBOX_IN_FLIGHT = """
+ALTER TABLE outbox ADD COLUMN sending_at INTEGER
+"""
+IN_FLIGHT_AT_START = "in flight when the bot stopped: maybe delivered, not resent"
 
 
 def to_ms(moment: datetime | None) -> int | None:
@@ -237,7 +248,7 @@ class ChatTables:
     def pending_outbox(self, limit: int = 50) -> list[OutboxMessage]:
         rows = self._q(
             "SELECT id, chat_id, kind, html, photo, photo_path, created_at, attempts, last_error FROM outbox"
-            " WHERE sent_at IS NULL AND failed=0 ORDER BY id LIMIT ?",
+            " WHERE sent_at IS NULL AND failed=0 AND sending_at IS NULL ORDER BY id LIMIT ?",
             (int(limit),),
         )
         return [
@@ -247,13 +258,40 @@ class ChatTables:
             for r in rows
         ]
 
-    def mark_sent(self, message_id: int) -> None:
-        self._x("UPDATE outbox SET sent_at=?, photo=NULL WHERE id=?", (to_ms(self.now()), int(message_id)))
+    def mark_sending(self, message_id: int) -> bool:
+        """Record that the message is being sent (before the call to Telegram); False if it is no longer pending
+        (dropped for a blocked chat, or already claimed)."""
+        cur = self._x(
+            "UPDATE outbox SET sending_at=? WHERE id=? AND sent_at IS NULL AND failed=0 AND sending_at IS NULL",
+            (to_ms(self.now()), int(message_id)),
+        )
+        return cur.rowcount == 1
+
+    def mark_sent(self, message_id: int, note: str | None = None) -> None:
+        """Delivered (or maybe delivered, with ``note`` saying so): never sent again."""
+        self._x(
+            "UPDATE outbox SET sent_at=?, photo=NULL, last_error=COALESCE(?, last_error) WHERE id=?",
+            (to_ms(self.now()), note, int(message_id)),
+        )
+
+    def settle_in_flight(self) -> list[OutboxMessage]:
+        """At start: the rows a killed process left in flight, marked sent (maybe delivered) and returned for the
+        log. Call once, before the first drain; in flight during a drain is that drain's business."""
+        with self.transaction():
+            rows = self._conn.execute(
+                "SELECT id, chat_id, kind, html, photo, photo_path, created_at, attempts, last_error FROM outbox"
+                " WHERE sending_at IS NOT NULL AND sent_at IS NULL AND failed=0 ORDER BY id"
+            ).fetchall()
+            for r in rows:
+                self.mark_sent(r[0], IN_FLIGHT_AT_START)
+        return [
+            OutboxMessage(r[0], r[1], r[2], r[3], None, r[5], from_ms(r[6]), r[7], IN_FLIGHT_AT_START) for r in rows
+        ]
 
     def mark_failed(self, message_id: int, reason: str, permanent: bool = False) -> None:
         """Count a failed delivery; permanent (or the MAX_OUTBOX_ATTEMPTS-th) failures are not retried."""
         self._x(
-            "UPDATE outbox SET attempts=attempts+1, last_error=?,"
+            "UPDATE outbox SET attempts=attempts+1, last_error=?, sending_at=NULL,"
             " failed=CASE WHEN ? OR attempts+1>=? THEN 1 ELSE 0 END WHERE id=?",
             (str(reason)[:500], int(bool(permanent)), MAX_OUTBOX_ATTEMPTS, int(message_id)),
         )

@@ -699,3 +699,24 @@ async def test_after_a_403_queued_messages_to_that_chat_are_dropped_until_the_us
     await jobs.drain_outbox(bot)
     await tg.wait_for("sendMessage", chat_id=USER, where=lambda c: c.text == "alert 5")
     assert not store.is_subscribed(USER)  # broadcasts stay off until /subscribe
+
+
+async def test_a_message_in_flight_at_a_kill_is_not_sent_again_after_the_restart(tg, tmp_path, caplog):
+    """Issue 14 item 3: the previous process recorded the send "in flight" and died before Telegram's answer."""
+    from position_manager import PositionStore
+
+    store = PositionStore(tmp_path / "positions.db")
+    in_flight = store.enqueue(USER, "🎯 TP1 hit (maybe delivered before the kill)", kind="alert")
+    store.enqueue(USER, "🎯 TP2 hit (queued, never tried)", kind="alert")
+    assert store.mark_sending(in_flight)
+    store._conn.close()  # killed: no mark_sent
+    caplog.set_level(logging.WARNING, logger="chat.telegram_app")
+    async with run_bot(tg, tmp_path) as app:
+        await tg.wait_for("sendMessage", chat_id=USER, where=lambda c: "TP2" in c.text)
+        await outbox_marker(tg, app, USER)
+        assert not [c for c in tg.all_calls() if c.method == "sendMessage" and "TP1" in c.params.get("text", "")]
+        ((sent_at, note),) = app.bot_data["services"].store._q(
+            "SELECT sent_at, last_error FROM outbox WHERE id=?", (in_flight,)
+        )
+        assert sent_at is not None and "maybe delivered" in note  # settled at the start, recorded as such
+    assert f"outbox message {in_flight} (alert to chat {USER}) was in flight" in caplog.text
