@@ -8,8 +8,16 @@ Definitions (docs/ml-backtest.md has the full story and measured numbers)
   per higher timeframe, the last 500 candles closed by the close of ``t``. Nothing after the close of ``t`` is
   visible. ``Mode.FAST`` runs the detectors once over the loaded history (``prepare``) and reads their state as
   known at ``t`` (``signal_at``): equal to the engine on the whole prefix up to ``t``, not to the 500-candle window.
-- **Outcome**: a signal becomes a ``position_manager.Position`` and is fed, candle by candle, to
-  ``position_manager.apply_candle`` (the same pure state machine the live monitor uses; stop first when one candle
+- **What is taken** (= what the bot would have sent): by default only signals whose confidence is at or above
+  ``MIN_CONFIDENCE`` (the live tracking threshold); a signal below it is not taken and does not block the slot.
+  ``--all-signals`` takes every signal. The cold start (training data) takes every signal.
+- **Costs and exit plan**: each position follows ``EXIT_PLAN`` and is charged ``FEE_PCT`` / ``SLIPPAGE_PCT``
+  (``--fee`` / ``--slippage`` override them; ``--fee 0 --slippage 0`` gives the gross figures); every statistic
+  is net (``tracking.costs``).
+- **A bar that raises** (the engine or the resolution, e.g. invalid levels on a flash crash) is skipped and
+  reported with its time and reason (``errors``); the run goes on. A market-data failure ends the run.
+- **Outcome**: a signal becomes a ``tracking.state.Position`` and is fed, candle by candle, to
+  ``tracking.state.apply_candle`` (the same pure state machine the live monitor uses; stop first when one candle
   touches both) on the candles that open at or after the signal's close: the finest interval the market data has
   at that time (``finest_interval``: 1m on Binance; in the sample data 1m for BTCUSDT mid-2025, 5m for ETHUSDT
   late 2025, 15m in 2026); where that series ends, the next finest the source has; finally the entry timeframe.
@@ -43,6 +51,7 @@ import ict_signal_engine as engine
 from research.report import BacktestResult, write_journal
 from research.simulation import Mode, Trade, backtest_symbol, default_workers
 from research.stats import render_equity_png, stats_of
+from tracking.costs import DEFAULT_COSTS, DEFAULT_EXIT_PLAN, Costs
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +70,15 @@ def run_backtest(
     lookback: int | None = None,
     workers: int = 1,
     mode: Mode = Mode.EXACT,
+    min_confidence: float | None = None,
+    costs: Costs = DEFAULT_COSTS,
+    exit_plan: tuple[float, float, float] = DEFAULT_EXIT_PLAN,
 ) -> BacktestResult:
     """Backtest ``symbols`` on ``timeframe``; write the journal and the equity PNG when paths are given.
 
     ``workers`` > 1: each symbol's replay runs in that many forked processes (same result; CLI only: do not
-    fork from the running bot)."""
+    fork from the running bot). ``min_confidence`` (None: every signal), ``costs``, ``exit_plan``: see
+    ``backtest_symbol``."""
     started = time.perf_counter()
     runs = tuple(
         backtest_symbol(
@@ -79,18 +92,22 @@ def run_backtest(
             show_progress=show_progress,
             workers=workers,
             mode=mode,
+            min_confidence=min_confidence,
+            costs=costs,
+            exit_plan=exit_plan,
         )
         for symbol in symbols
     )
-    result = BacktestResult(timeframe, runs, round(time.perf_counter() - started, 3))
+    plan = {"costs": costs, "exit_plan": tuple(exit_plan), "min_confidence": min_confidence}
+    result = BacktestResult(timeframe, runs, round(time.perf_counter() - started, 3), **plan)
     if journal_path is not None:
         write_journal(journal_path, result.trades)
     if equity_path is not None:
         closed = result.closed_trades
         png = render_equity_png(
             [t.outcome.closed_at for t in closed],
-            [t.outcome.r_multiple for t in closed],
-            f"{', '.join(symbols)} {timeframe}: cumulative R of {len(closed)} trades",
+            [t.outcome.r_net for t in closed],
+            f"{', '.join(symbols)} {timeframe}: cumulative net R of {len(closed)} trades",
         )
         Path(equity_path).parent.mkdir(parents=True, exist_ok=True)
         Path(equity_path).write_bytes(png)
@@ -100,6 +117,7 @@ def run_backtest(
         result.seconds,
         None if journal_path is None else str(journal_path),
         None if equity_path is None else str(equity_path),
+        **plan,
     )
 
 
@@ -145,6 +163,18 @@ def parse_request(args: argparse.Namespace, market) -> tuple[list[str], str, Any
     return symbols, timeframe, start, end
 
 
+def _costs_and_threshold(args: argparse.Namespace, settings) -> tuple[Costs, float | None]:
+    """``--fee`` / ``--slippage`` over FEE_PCT / SLIPPAGE_PCT; MIN_CONFIDENCE unless ``--all-signals``."""
+    base = Costs.from_settings(settings)
+    fee, slip = getattr(args, "fee", None), getattr(args, "slippage", None)
+    try:
+        costs = Costs(base.fee_pct if fee is None else float(fee), base.slippage_pct if slip is None else float(slip))
+    except ValueError as exc:
+        raise _BadArguments(f"--fee / --slippage: {exc}") from None
+    all_signals = bool(getattr(args, "all_signals", False))
+    return costs, None if all_signals else float(getattr(settings, "min_confidence", 60.0))
+
+
 def main(args: argparse.Namespace, settings) -> int:
     """``python bot.py backtest``: 0 done, 2 bad arguments (one line on stderr), 1 market-data failure."""
     from market.factory import create_market_data
@@ -160,6 +190,11 @@ def main(args: argparse.Namespace, settings) -> int:
     except MarketDataError as exc:
         print(f"backtest: {exc}", file=sys.stderr)
         return 1
+    try:
+        costs, min_confidence = _costs_and_threshold(args, settings)
+    except _BadArguments as exc:
+        print(f"backtest: {exc}", file=sys.stderr)
+        return 2
     fast = bool(getattr(args, "fast", False))
     journal_path = Path(args.journal) if args.journal else data_dir / "backtest_journal.json"
     equity_path = Path(args.equity) if args.equity else data_dir / "backtest_equity.png"
@@ -175,6 +210,9 @@ def main(args: argparse.Namespace, settings) -> int:
             equity_path=equity_path,
             workers=1 if fast else default_workers(),
             mode=Mode.FAST if fast else Mode.EXACT,
+            min_confidence=min_confidence,
+            costs=costs,
+            exit_plan=tuple(getattr(settings, "exit_plan", DEFAULT_EXIT_PLAN)),
         )
     except MarketDataError as exc:
         print(f"backtest: {exc}", file=sys.stderr)
@@ -253,16 +291,18 @@ def cold_start(
                         show_progress=show_progress,
                         workers=workers,
                         mode=mode,
-                    )
+                        costs=Costs.from_settings(settings),
+                        exit_plan=tuple(getattr(settings, "exit_plan", DEFAULT_EXIT_PLAN)),
+                    )  # every signal (no threshold): the model learns from all of them
                 except (MarketDataError, ValueError) as exc:
                     notes.append(f"{name} {symbol} {timeframe} skipped: {str(exc).splitlines()[0][:120]}")
                     continue
                 trades += run.trades
                 done = [t for t in run.trades if t.traded]
-                s = stats_of([t.outcome.r_multiple for t in done])
+                s = stats_of([t.outcome.r_net for t in done])
                 lines.append(
                     f"{name} {symbol} {timeframe}: {run.bars} bars, {len(run.trades)} signals, {len(done)} closed, "
-                    f"avg R {s.average_r if s.average_r is not None else 0:+.3f}, {run.seconds:.0f} s"
+                    f"avg net R {s.average_r if s.average_r is not None else 0:+.3f}, {run.seconds:.0f} s"
                 )
     write_journal(journal_path, sorted(trades, key=lambda t: (t.signal.time, t.signal.symbol, t.signal.timeframe)))
     return "\n".join(

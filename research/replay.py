@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 import ict_signal_engine as engine
+from engine.windows import WINDOW_BLOCK, FrameIndex, analysis_frames
 from market.timeframes import INTERVAL_MS, interval_timedelta
 from tracking.state import apply_candle
 
@@ -30,20 +31,25 @@ FINEST_CHUNK = 1000  # finest candles fetched per request while resolving a posi
 class CausalFrames:
     """Preloaded candles of the entry timeframe and its higher timeframes, cut causally at each entry bar.
 
-    ``at(i)`` returns, for entry bar ``i`` (closing at ``close[i]``), the last ``lookback`` entry candles ending
-    with ``i`` and, per higher timeframe, the last ``lookback`` candles whose close (open + interval) is at or
-    before ``close[i]``. Slices are views: no copy, O(log n) per bar.
+    ``at(i)`` returns, for entry bar ``i`` (closing at ``close[i]``), per timeframe the candles closed by
+    ``close[i]``: with ``block`` (the replay), exactly the block-aligned window the live analysis reads
+    (``engine.windows.analysis_frames``: ``lookback`` to ``lookback + block - 1`` candles, start anchored to
+    absolute time); without, the last ``lookback`` of them. Slices are views: no copy, O(log n) per bar.
     """
 
-    def __init__(self, frames: dict[str, Any], entry_tf: str, *, lookback: int | dict[str, int]) -> None:
+    def __init__(
+        self, frames: dict[str, Any], entry_tf: str, *, lookback: int | dict[str, int], block: int | None = None
+    ) -> None:
         self.frames = frames
         self.entry_tf = entry_tf
         self.lookback = lookback if isinstance(lookback, dict) else dict.fromkeys(frames, lookback)
+        self.block = block
         self.close_ns: dict[str, np.ndarray] = {}
         for tf, frame in frames.items():
             closes = frame.index + interval_timedelta(tf)
             self.close_ns[tf] = pd.DatetimeIndex(closes).as_unit("ns").asi8
         self.entry = frames[entry_tf]
+        self.indexes = {tf: FrameIndex.of(frame, tf) for tf, frame in frames.items()} if block else None
 
     def __len__(self) -> int:
         return len(self.entry)
@@ -52,6 +58,17 @@ class CausalFrames:
         return pd.Timestamp(self.close_ns[self.entry_tf][i], tz="UTC")
 
     def at(self, i: int) -> dict[str, Any]:
+        if self.block:
+            lookback = self.lookback[self.entry_tf]
+            windows, _ = analysis_frames(
+                self.frames,
+                self.entry_tf,
+                self.close_time(i),
+                lookback=lookback,
+                block=self.block,
+                indexes=self.indexes,
+            )
+            return windows
         cut = self.close_ns[self.entry_tf][i]
         out = {}
         for tf, frame in self.frames.items():
@@ -154,14 +171,15 @@ def load_frames(market, symbol: str, timeframe: str, *, start, end, lookback: in
     Returns ``(frames, higher, missing)``: ``missing`` = higher timeframes the source cannot serve at all.
     """
     step = interval_timedelta(timeframe)
-    entry = market.klines(symbol, timeframe, None, start=start - lookback * step, end=end)
+    history = lookback + WINDOW_BLOCK  # a block-aligned window reaches back up to lookback + block - 1 candles
+    entry = market.klines(symbol, timeframe, None, start=start - history * step, end=end)
     frames = {timeframe: entry}
     higher = engine.higher_timeframes(timeframe)
     missing = []
     first = entry.index[0] if len(entry) else start
     for tf in higher:
         try:
-            frame = market.klines(symbol, tf, None, start=first - (lookback + 1) * interval_timedelta(tf), end=end)
+            frame = market.klines(symbol, tf, None, start=first - (history + 1) * interval_timedelta(tf), end=end)
         except Exception as exc:
             if not engine._is_missing_interval(exc):
                 raise

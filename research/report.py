@@ -1,4 +1,10 @@
-"""Backtest results over several symbols: statistics by group, the JSON and text summaries, the journal file."""
+"""Backtest results over several symbols: statistics by group, the JSON and text summaries, the journal file.
+
+Every statistic is over NET R (after the run's fees and slippage, ``tracking.costs``); ``overall_gross`` is the
+same trades before costs. ``--json``'s ``trades`` lists every closed or expired trade in close-time order, so the
+summary is recomputable from it: ``stats_of`` over the non-null ``r_net`` values in that order (with ``tp1_hit``)
+gives ``overall``.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from typing import Any
 from research.simulation import SymbolRun, Trade
 from research.stats import Stats, format_stats_line, stats_of
 from store import journal
+from tracking.costs import DEFAULT_COSTS, DEFAULT_EXIT_PLAN, Costs
 
 # ---------------------------------------------------------------------------------------------------------------
 # Results over several symbols
@@ -25,6 +32,9 @@ class BacktestResult:
     seconds: float
     journal_path: str | None = None
     equity_path: str | None = None
+    costs: Costs = DEFAULT_COSTS
+    exit_plan: tuple[float, float, float] = DEFAULT_EXIT_PLAN
+    min_confidence: float | None = None  # None: every signal was taken (--all-signals)
 
     @property
     def trades(self) -> list[Trade]:
@@ -37,12 +47,20 @@ class BacktestResult:
         return sorted((t for t in self.trades if t.traded), key=lambda t: (t.outcome.closed_at, t.signal.symbol))
 
     @property
+    def finished_trades(self) -> list[Trade]:
+        """Closed or expired trades in close-time order (the ``--json`` ``trades`` list)."""
+        done = (t for t in self.trades if t.closed)
+        return sorted(done, key=lambda t: (t.outcome.closed_at, t.signal.symbol, t.signal.time))
+
+    @property
     def candles(self) -> int:
         return sum(run.bars for run in self.runs)
 
-    def stats(self, trades: Sequence[Trade] | None = None) -> Stats:
+    def stats(self, trades: Sequence[Trade] | None = None, *, gross: bool = False) -> Stats:
+        """Net statistics of ``trades`` (default: every closed trade); ``gross``: before costs."""
         chosen = self.closed_trades if trades is None else trades
-        return stats_of([t.outcome.r_multiple for t in chosen], [t.outcome.highest_target >= 1 for t in chosen])
+        r = [t.outcome.r_gross if gross else t.outcome.r_net for t in chosen]
+        return stats_of(r, [t.outcome.highest_target >= 1 for t in chosen])
 
     def grouped(self, key: Callable[[Trade], str]) -> tuple[tuple[str, Stats], ...]:
         groups: dict[str, list[Trade]] = {}
@@ -72,7 +90,12 @@ class BacktestResult:
             "expired": sum(t.expired for t in trades),
             "open_at_end": sum(not t.closed for t in trades),
             "resolution": _resolution_counts(trades),
+            "below_threshold": sum(run.below_threshold for run in self.runs),
+            "min_confidence": self.min_confidence,
+            "costs": self.costs.to_json(),
+            "exit_plan": list(self.exit_plan),
             "overall": asdict(self.stats()),
+            "overall_gross": asdict(self.stats(gross=True)),
             "by_direction": {k: asdict(v) for k, v in self.by_direction()},
             "by_session": {k: asdict(v) for k, v in self.by_session()},
             "by_symbol": {k: asdict(v) for k, v in self.by_symbol()},
@@ -81,6 +104,8 @@ class BacktestResult:
             "candles_per_second": round(self.candles / self.seconds, 1) if self.seconds > 0 else None,
             "journal": self.journal_path,
             "equity_png": self.equity_path,
+            "errors": [dict(e.to_json(), symbol=run.symbol) for run in self.runs for e in run.errors],
+            "trades": [t.to_json() for t in self.finished_trades],
         }
 
     def text(self) -> str:
@@ -100,13 +125,26 @@ class BacktestResult:
             f"open at the end {data['open_at_end']}; resolved on "
             + ", ".join(f"{k}: {v}" for k, v in data["resolution"].items())
         )
-        lines.append(format_stats_line("all", self.stats()))
+        taken = (
+            "every signal (--all-signals)"
+            if self.min_confidence is None
+            else f"signals at or above confidence {self.min_confidence:g} ({data['below_threshold']} below not taken)"
+        )
+        lines.append(
+            f"Taken: {taken}; exit plan {'/'.join(f'{v:g}' for v in self.exit_plan)} % at TP1/TP2/TP3; "
+            f"costs: fee {self.costs.fee_pct:g} % per side, slippage {self.costs.slippage_pct:g} %"
+        )
+        lines.append(format_stats_line("all (net)", self.stats()))
+        lines.append(format_stats_line("before costs", self.stats(gross=True)))
         for title, groups in (("direction", self.by_direction()), ("session", self.by_session())):
             lines.append(f"By {title}:")
             lines += [format_stats_line(f"  {name}", s) for name, s in groups]
         if len(self.runs) > 1:
             lines.append("By symbol:")
             lines += [format_stats_line(f"  {name}", s) for name, s in self.by_symbol()]
+        for run in self.runs:
+            for e in run.errors:
+                lines.append(f"Skipped {run.symbol} bar {_iso(e.time)} after an error: {e.reason}")
         if self.journal_path:
             lines.append(f"Journal: {self.journal_path}")
         if self.equity_path:

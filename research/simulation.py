@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 import ict_signal_engine as engine
+from engine.windows import WINDOW_BLOCK
+from market.source import MarketDataError
 from market.timeframes import interval_timedelta
 from research.replay import (
     CandleArrays,
@@ -26,6 +28,8 @@ from research.replay import (
     load_frames,
     resolve_position,
 )
+from tracking.costs import DEFAULT_COSTS, DEFAULT_EXIT_PLAN, Costs
+from tracking.setups import setup_of
 from tracking.state import Position
 
 logger = logging.getLogger(__name__)
@@ -93,6 +97,44 @@ class Trade:
         """Filled and closed: counts in the statistics."""
         return self.closed and not self.expired
 
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` trade object (issue 13): prices, times (ISO UTC), gross and net R (None when expired)."""
+        sig, out = self.signal, self.outcome
+        return {
+            "symbol": sig.symbol,
+            "timeframe": sig.timeframe,
+            "time": _iso(sig.time),
+            "direction": sig.direction.value,
+            "setup": setup_of(sig),
+            "entry": sig.entry,
+            "fill": out.fill_price,
+            "sl": sig.sl,
+            "exit": out.avg_exit_price,
+            "exit_time": _iso(out.closed_at),
+            "exit_reason": out.reason.value,
+            "r_gross": out.r_gross,
+            "r_net": out.r_net,
+            "tp1_hit": out.highest_target >= 1,
+            "confidence": sig.confidence,
+            "probability": sig.ml_probability,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BarError:
+    """A bar the replay skipped because the engine or the resolution raised on it (reported, the run goes on)."""
+
+    bar: int
+    time: datetime
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"bar": self.bar, "time": _iso(self.time), "reason": self.reason}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else pd.Timestamp(moment).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
 
 @dataclass(frozen=True, slots=True)
 class SymbolRun:
@@ -105,6 +147,8 @@ class SymbolRun:
     trades: tuple[Trade, ...]
     unavailable: tuple[str, ...]  # higher timeframes the source could not serve
     seconds: float
+    errors: tuple[BarError, ...] = ()  # bars skipped because something raised on them
+    below_threshold: int = 0  # signals below the minimum confidence (not taken, as the live bot)
 
 
 class Mode(StrEnum):
@@ -137,6 +181,9 @@ class _Replay:
     config: Any
     end: Any
     prepared: Any = None  # Mode.FAST: the engine's detectors run once over the whole frames
+    min_confidence: float | None = None  # signals below it are not taken (the live threshold); None: all
+    costs: Costs = DEFAULT_COSTS
+    exit_plan: tuple[float, float, float] = DEFAULT_EXIT_PLAN
 
     def evaluate(self, i: int):
         """The engine's result at the close of entry bar ``i`` (see ``Mode``)."""
@@ -159,6 +206,8 @@ class _Segment:
     next_bar: int  # next candidate bar (>= the stop bar, or n)
     open_at_end: bool  # the data ended with a position open
     converged_at: int | None = None  # bar where it joined a given trajectory (see _simulate's ``join``)
+    skipped: tuple[int, ...] = ()  # bars whose signal was below the minimum confidence
+    errors: tuple[BarError, ...] = ()
 
 
 def _simulate(replay: _Replay, first: int, stop: int, *, join: frozenset[int] = frozenset(), progress=None):
@@ -169,26 +218,58 @@ def _simulate(replay: _Replay, first: int, stop: int, *, join: frozenset[int] = 
     """
     trades: list[Trade] = []
     evaluated: list[int] = []
+    skipped: list[int] = []
+    errors: list[BarError] = []
+
+    def segment(next_bar: int, open_at_end: bool, converged_at: int | None = None) -> _Segment:
+        return _Segment(
+            tuple(trades), tuple(evaluated), next_bar, open_at_end, converged_at, tuple(skipped), tuple(errors)
+        )
+
     n = len(replay.entry)
     i = first
     while i < min(stop, n):
         if i in join:
-            return _Segment(tuple(trades), tuple(evaluated), i, False, converged_at=i)
+            return segment(i, False, converged_at=i)
         if progress is not None:
             progress.update(i)
-        result = replay.evaluate(i)
         evaluated.append(i)
-        if result.direction is None:
+        try:
+            trade = _trade_at(replay, i)
+        except MarketDataError:
+            raise  # the source failed: the whole run reports it
+        except Exception as exc:  # one bar's failure (e.g. invalid levels on a flash crash) never ends the run
+            errors.append(BarError(i, replay.frames.close_time(i).to_pydatetime(), f"{type(exc).__name__}: {exc}"))
+            logger.warning("%s %s bar %d skipped: %s", replay.symbol, replay.timeframe, i, exc)
             i += 1
             continue
-        chunks = _finest_chunks(replay.market, replay.symbol, replay.timeframe, result, replay.entry, end=replay.end)
-        position, used = resolve_position(Position.from_signal(result), chunks)
-        trades.append(Trade(result, i, position, used))
-        if position.is_active:
-            return _Segment(tuple(trades), tuple(evaluated), n, True)
+        if trade is None or trade is _BELOW:
+            if trade is _BELOW:
+                skipped.append(i)
+            i += 1
+            continue
+        trades.append(trade)
+        if trade.position.is_active:
+            return segment(n, True)
         # next candidate: the first bar closing at/after the close of the candle that closed the position
-        i = max(i + 1, int(np.searchsorted(replay.entry.close_ns, _ns(position.last_checked), side="left")))
-    return _Segment(tuple(trades), tuple(evaluated), max(i, min(stop, n)), False)
+        i = max(i + 1, int(np.searchsorted(replay.entry.close_ns, _ns(trade.position.last_checked), side="left")))
+    return segment(max(i, min(stop, n)), False)
+
+
+_BELOW = object()  # _trade_at's answer for a signal under the minimum confidence
+
+
+def _trade_at(replay: _Replay, i: int) -> Trade | object | None:
+    """The trade taken at bar ``i``: None without a signal, ``_BELOW`` under the threshold."""
+    result = replay.evaluate(i)
+    if result.direction is None:
+        return None
+    if replay.min_confidence is not None and result.confidence < replay.min_confidence:
+        return _BELOW
+    chunks = _finest_chunks(replay.market, replay.symbol, replay.timeframe, result, replay.entry, end=replay.end)
+    start = Position.from_signal(result, exit_plan=replay.exit_plan, costs=replay.costs)
+    position, used = resolve_position(start, chunks)
+    return Trade(result, i, position, used)
 
 
 _REPLAYS: dict[int, _Replay] = {}  # set before forking workers; a worker reads its replay from here
@@ -223,9 +304,10 @@ def _parallel(replay: _Replay, first: int, workers: int, progress: Progress) -> 
                 progress.update(bounds[k + 1] - first)
     finally:
         _REPLAYS.pop(key, None)
-    trades = list(segments[0].trades)
-    evaluated = list(segments[0].evaluated)
-    current, open_at_end = segments[0].next_bar, segments[0].open_at_end
+    first_seg = segments[0]
+    trades, evaluated = list(first_seg.trades), list(first_seg.evaluated)
+    skipped, errors = list(first_seg.skipped), list(first_seg.errors)
+    current, open_at_end = first_seg.next_bar, first_seg.open_at_end
     for k in range(1, count):
         if open_at_end or current >= bounds[k + 1]:
             continue
@@ -234,14 +316,18 @@ def _parallel(replay: _Replay, first: int, workers: int, progress: Progress) -> 
         catch_up = _simulate(replay, current, bounds[k + 1], join=flat)
         trades += catch_up.trades
         evaluated += catch_up.evaluated
+        skipped += catch_up.skipped
+        errors += catch_up.errors
         if catch_up.converged_at is None:
             current, open_at_end = catch_up.next_bar, catch_up.open_at_end
             continue
         joined = catch_up.converged_at
         trades += [t for t in seg.trades if t.bar >= joined]
         evaluated += [i for i in seg.evaluated if i >= joined]
+        skipped += [i for i in seg.skipped if i >= joined]
+        errors += [e for e in seg.errors if e.bar >= joined]
         current, open_at_end = seg.next_bar, seg.open_at_end
-    return _Segment(tuple(trades), tuple(evaluated), current, open_at_end)
+    return _Segment(tuple(trades), tuple(evaluated), current, open_at_end, skipped=tuple(skipped), errors=tuple(errors))
 
 
 def default_workers() -> int:
@@ -267,11 +353,16 @@ def backtest_symbol(
     show_progress: bool | None = None,
     workers: int = 1,
     mode: Mode = Mode.EXACT,
+    min_confidence: float | None = None,
+    costs: Costs = DEFAULT_COSTS,
+    exit_plan: tuple[float, float, float] = DEFAULT_EXIT_PLAN,
 ) -> SymbolRun:
     """Replay one symbol (see the module docstring). ``start``/``end``: UTC timestamps of the first/last bar
     close (default: the last 365 days of the source's data; ``end`` default: the source's clock).
 
     ``workers`` > 1 replays segments in forked processes with the exact sequential result (``_parallel``).
+    ``min_confidence``: take only signals at or above it, as the live bot tracks (None: every signal);
+    ``costs`` / ``exit_plan``: what each position's outcome follows (``tracking.costs``).
     """
     started = time.perf_counter()
     lookback = lookback or engine.CANDLES_PER_FRAME
@@ -284,13 +375,16 @@ def backtest_symbol(
         market,
         symbol,
         timeframe,
-        CausalFrames(frames_raw, timeframe, lookback=lookback),
+        CausalFrames(frames_raw, timeframe, lookback=lookback, block=WINDOW_BLOCK),  # the live windows
         entry,
         tuple(higher),
         tuple(missing),
         config,
         end,
         engine.prepare(frames_raw, timeframe=timeframe, config=config) if Mode(mode) is Mode.FAST else None,
+        min_confidence,
+        costs,
+        tuple(exit_plan),
     )
     n = len(entry)
     # first bar: closes at/after start and has a full window of history (as the live analysis has)
@@ -313,6 +407,8 @@ def backtest_symbol(
         trades=segment.trades,
         unavailable=tuple(f"{tf} candles" for tf in missing),
         seconds=round(time.perf_counter() - started, 3),
+        errors=segment.errors,
+        below_threshold=len(segment.skipped),
     )
 
 

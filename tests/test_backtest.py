@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from research import backtest, replay
 from research.backtest import run_backtest
 from research.replay import CandleArrays, resolve_position
 from research.simulation import backtest_symbol
+from research.stats import stats_of
 from store.journal import Journal
 from tests.helpers import make_candles
 from tracking.costs import Costs
@@ -93,7 +96,7 @@ def test_fast_path_equals_the_slow_bar_by_bar_way(market, run):
 def test_evaluated_bars_equal_the_live_analysis(market, run):
     """Every bar the engine ran on (not only the signals) equals ``analyze`` at that bar's close."""
     frames, higher, missing = replay.load_frames(market, "BTCUSDT", "1h", start=START, end=END, lookback=500)
-    causal = replay.CausalFrames(frames, "1h", lookback=500)
+    causal = replay.CausalFrames(frames, "1h", lookback=500, block=250)  # the live block-aligned windows
     first = int(frames["1h"].index.searchsorted(START - pd.Timedelta("1h")))
     for i in range(first, first + 6):
         fast = replay._evaluate_window(causal, i, symbol="BTCUSDT", higher=higher, config=None, missing=missing)
@@ -235,7 +238,7 @@ def _env(tmp_path) -> dict[str, str]:
 
 def test_cli_json_is_one_object_and_signals_equal_the_signal_cli(tmp_path):
     """Both commands as a user runs them, each in its own process (own hash seed)."""
-    env = _env(tmp_path)
+    env = _env(tmp_path) | {"MIN_CONFIDENCE": "0"}  # every signal: each is compared with the signal CLI
     out = subprocess.run(
         [sys.executable, "bot.py", "backtest", "BTCUSDT", "1h", "--start", "2025-06-02", "--end", "2025-06-05",
          "--json"],
@@ -346,3 +349,94 @@ def test_finest_candles_then_the_next_finest_then_the_entry_timeframe():
     assert used == ("1m", "1h", "4h")
     # 1h candle at 08:00 hits TP1 (110); the 4h candle at 12:00 hits TP2 (120); at 16:00 TP3 (130)
     assert pos.outcome.reason is PositionState.TP3 and pos.outcome.highest_target == 3
+
+
+# --- what the bot would have sent, net of costs; one bad bar never ends the run ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def all_signals(market):
+    """Every signal, default costs (the ``run`` fixture's replay)."""
+    return run_backtest(market, ["BTCUSDT"], "1h", start=START, end=END, show_progress=False)
+
+
+def test_only_signals_at_or_above_the_threshold_are_taken(market, all_signals):
+    confidences = sorted(t.signal.confidence for t in all_signals.trades)
+    assert len(confidences) >= 3
+    threshold = confidences[len(confidences) // 2]
+    gated = run_backtest(market, ["BTCUSDT"], "1h", start=START, end=END, show_progress=False, min_confidence=threshold)
+    assert gated.trades and all(t.signal.confidence >= threshold for t in gated.trades)
+    assert gated.runs[0].below_threshold >= 1  # some signals under it were seen and not taken
+    assert gated.to_json()["min_confidence"] == threshold and all_signals.to_json()["min_confidence"] is None
+
+
+def test_zero_costs_give_gross_figures_and_default_costs_lower_every_trade(market, all_signals):
+    free = run_backtest(market, ["BTCUSDT"], "1h", start=START, end=END, show_progress=False, costs=Costs.none())
+    assert free.to_json()["costs"] == {"fee_pct": 0.0, "slippage_pct": 0.0}
+    traded = [t for t in free.to_json()["trades"] if t["r_net"] is not None]
+    assert traded and all(t["r_net"] == t["r_gross"] for t in traded)
+    costly = [t for t in all_signals.to_json()["trades"] if t["r_net"] is not None]
+    assert costly and all(t["r_net"] < t["r_gross"] for t in costly)
+    assert [t["r_gross"] for t in costly] == [t["r_gross"] for t in traded]  # costs change no decision
+
+
+def test_a_bar_that_raises_is_reported_and_the_run_goes_on(market, run, monkeypatch):
+    from research import simulation
+
+    bad = next(t.bar for t in run.trades)  # a bar that produced a signal
+    original = simulation._Replay.evaluate
+
+    def flaky(self, i):
+        if i == bad:
+            raise ValueError("signal tp3 must be a positive finite number, got -0.0293")
+        return original(self, i)
+
+    monkeypatch.setattr(simulation._Replay, "evaluate", flaky)
+    again = backtest_symbol(market, "BTCUSDT", "1h", start=START, end=END, show_progress=False)
+    assert [(e.bar, e.reason) for e in again.errors] == [
+        (bad, "ValueError: signal tp3 must be a positive finite number, got -0.0293")
+    ]
+    assert again.errors[0].time == run.trades[0].signal.time  # the close of the bar that failed
+    assert again.trades and all(t.bar != bad for t in again.trades)
+    assert again.trades[-1].bar > bad  # the replay went on past the failing bar
+    report = run_backtest(market, ["BTCUSDT"], "1h", start=START, end=END, show_progress=False)
+    assert report.to_json()["errors"][0]["bar"] == bad and "Skipped BTCUSDT bar" in report.text()
+
+
+def test_summary_stats_are_recomputable_from_the_json_trades(all_signals):
+    data = json.loads(json.dumps(all_signals.to_json(), allow_nan=False))
+    trades = data["trades"]
+    filled = [t for t in trades if t["r_net"] is not None]
+    expired = [t for t in trades if t["r_net"] is None]
+    assert filled and (len(filled), len(expired)) == (data["closed"], data["expired"])
+    assert all(t["r_gross"] is None and t["fill"] is None for t in expired)
+    again = stats_of([t["r_net"] for t in filled], [t["tp1_hit"] for t in filled])
+    assert asdict(again) == data["overall"]
+    assert asdict(stats_of([t["r_gross"] for t in filled], [t["tp1_hit"] for t in filled])) == data["overall_gross"]
+    keys = {"symbol", "timeframe", "time", "direction", "setup", "entry", "fill", "sl", "exit", "exit_time"}
+    keys |= {"exit_reason", "r_gross", "r_net", "confidence", "probability"}
+    assert all(keys <= set(t) for t in trades)
+    first = filled[0]
+    assert first["time"].endswith("Z") and first["setup"].endswith(f"/{first['direction']}/1h")
+
+
+def _args(**over):
+    base = dict(symbol="BTCUSDT", timeframe="1h", start="2025-06-02", end="2025-06-04", journal=None, equity=None)
+    base.update(json=True, fast=True, fee=None, slippage=None, all_signals=False)
+    base.update(over)
+    return argparse.Namespace(**base)
+
+
+def test_cli_costs_and_threshold_flags(tmp_path, capsys):
+    from config import Settings
+
+    settings = Settings.from_env(_env(tmp_path) | {"MIN_CONFIDENCE": "0", "FEE_PCT": "0.05"}, dotenv=None)
+    assert backtest.main(_args(), settings) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["costs"] == {"fee_pct": 0.05, "slippage_pct": 0.02} and data["min_confidence"] == 0
+    assert backtest.main(_args(fee=0, slippage=0, all_signals=True), settings) == 0
+    free = json.loads(capsys.readouterr().out)
+    assert free["costs"] == {"fee_pct": 0.0, "slippage_pct": 0.0} and free["min_confidence"] is None
+    assert free["overall"] == free["overall_gross"]
+    assert backtest.main(_args(fee=-1), settings) == 2
+    assert "--fee" in capsys.readouterr().err

@@ -333,3 +333,48 @@ def test_tracking_starts_when_the_signal_is_sent():
     p, events = walk(p, [(100, 100, 94, 99)] * 15 + [(99, 101, 98, 100)])
     assert p.state is PositionState.OPEN and events == []
     assert gross_position(make_signal(), start=T0 - timedelta(hours=1)).last_checked == T0
+
+
+# --- boundaries a mutation would move (issue 14: each test fails when its comparison is loosened or tightened) ----
+
+
+@BOTH
+def test_a_candle_touching_the_stop_exactly_is_a_stop(direction):
+    # an open position (market entry 100, stop 95): the low is exactly the stop
+    p, events = walk(gross_position(make_signal(direction, market=True)), mirror([(100, 101, 95, 99)], direction))
+    assert p.state is PositionState.SL and [e.key for e in events] == ["CLOSED"]
+    assert p.exit_price == (95 if direction is TradeDirection.LONG else 105)
+    # the fill candle: filled at 100, then the low touches 95 exactly
+    q, events = walk(gross_position(make_signal(direction)), mirror([(102, 102, 95, 96)], direction))
+    assert q.state is PositionState.SL and [e.key for e in events] == ["FILLED", "CLOSED"]
+
+
+@BOTH
+def test_a_candle_touching_the_limit_entry_exactly_fills_it(direction):
+    p, events = walk(gross_position(make_signal(direction)), mirror([(102, 103, 100, 100.5)], direction))
+    assert [e.key for e in events] == ["FILLED"] and p.state is PositionState.OPEN
+    assert p.fill_price == 100
+    # a hair away does not fill
+    q, events = walk(gross_position(make_signal(direction)), mirror([(102, 103, 100.01, 100.5)], direction))
+    assert events == [] and q.state is PositionState.PENDING
+
+
+@BOTH
+def test_a_gap_through_the_limit_entry_fills_at_the_open(direction):
+    p, _ = walk(gross_position(make_signal(direction)), mirror([(98, 99, 97.5, 98.5)], direction))
+    assert p.state is PositionState.OPEN
+    assert p.fill_price == (98 if direction is TradeDirection.LONG else 102)  # the better price, not the entry
+
+
+def test_a_pending_order_expires_exactly_at_its_expiry_candle():
+    hour = timedelta(hours=1)
+    away, touch = (103, 104, 102, 103), (101, 101, 99.5, 100)
+    p = gross_position(make_signal())
+    assert p.expires_at == T0 + PENDING_EXPIRY_CANDLES * hour
+    # the candle opening exactly at the expiry instant would fill, but the order is gone by then
+    late, events = walk(p, [away] * PENDING_EXPIRY_CANDLES + [touch], step=hour)
+    assert late.state is PositionState.EXPIRED and late.closed_at == p.expires_at
+    assert [e.key for e in events] == ["CLOSED"]
+    # one candle earlier (the last one before the expiry) still fills
+    in_time, events = walk(p, [away] * (PENDING_EXPIRY_CANDLES - 1) + [touch], step=hour)
+    assert in_time.state is PositionState.OPEN and [e.key for e in events] == ["FILLED"]
