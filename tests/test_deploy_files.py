@@ -471,7 +471,7 @@ def test_env_example_names_only_variables_config_reads():
 
 def test_env_example_checks_fire():
     known = known_env()
-    assert env_example_problems("# FEE_PCT=0.1\n", known) == ["FEE_PCT is not read by config.py"]
+    assert env_example_problems("# NOT_A_SETTING=0.1\n", known) == ["NOT_A_SETTING is not read by config.py"]
     assert env_example_problems("ADMIN_IDS=1\n# ADMIN_IDS=2\n", known) == ["ADMIN_IDS appears twice"]
     assert env_example_problems("MARKET_DATA=binance  # or sample\n", known)[0].startswith("MARKET_DATA: a comment")
 
@@ -521,8 +521,8 @@ def test_self_hosting_page_claims_only_what_exists():
 
 def test_doc_checks_fire():
     known, commands = known_env(), command_names()
-    assert doc_problems("| `FEE_PCT` | 0.1 | fees |", known, commands)
-    assert not doc_problems("| `FEE_PCT` | 0.1 | planned: fees |", known, commands)
+    assert doc_problems("| `NOT_A_SETTING` | 0.1 | fees |", known, commands)
+    assert not doc_problems("| `NOT_A_SETTING` | 0.1 | planned: fees |", known, commands)
     assert doc_problems("send `/nosuchcommand` to the bot", known, commands)
     assert doc_problems("send `/nosuchcommand BTCUSDT` or `/nosuch@my_bot`", known, commands) == [
         "/nosuchcommand is documented but not a bot command",
