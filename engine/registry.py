@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from engine.config import EngineConfig
+from engine.indicators import wilder_atr
 from engine.tables import PoolTable, ZoneTable, confirmed_key
 from engine.views import ZONE_DETECTORS
 from ict_modules import (
@@ -30,7 +31,7 @@ from ict_modules import (
     sibi_ssib_detector,
     swing_points,
 )
-from ict_modules.core import atr, validate_candles
+from ict_modules.core import validate_candles
 from market.timeframes import INTERVALS, interval_timedelta, parse_interval
 
 logger = logging.getLogger(__name__)
@@ -82,31 +83,42 @@ def _given(done: Mapping[str, Any], **names: str) -> dict[str, Any]:
     return {kwarg: done[name] for kwarg, name in names.items() if done.get(name) is not None}
 
 
+DETECTOR_ATR_LENGTH = 14  # the detectors' default ATR length: the frame's ATR is computed once and handed to them
+
+
+def _atr(done: Mapping[str, Any]) -> dict[str, Any]:
+    """The frame's ATR (computed once by ``prepare``) for a detector whose ``atr_length`` is the default."""
+    return _given(done, atr_values="atr")
+
+
 REGISTRY: tuple[DetectorSpec, ...] = (
     _spec("candle_tables", order_block_detector.candle_tables, higher=True),
     _spec("swing_points", swing_points.detect_swing_points, lambda cfg, done: {"left": 3, "right": 3}),
     _spec(
         "market_structure",
         market_structure.detect_market_structure,
-        lambda cfg, done: _given(done, tables="candle_tables"),
+        lambda cfg, done: {**_given(done, tables="candle_tables"), **_atr(done)},
         higher=True,
     ),
     _spec(
         "internal_structure",
         market_structure.detect_market_structure,
-        lambda cfg, done: {"level": "internal", **_given(done, tables="candle_tables")},
+        lambda cfg, done: {"level": "internal", **_given(done, tables="candle_tables"), **_atr(done)},
         higher=True,
     ),
     _spec(
         "liquidity_map",
         liquidity_map.detect_liquidity,
-        lambda cfg, done: {"swing_length": cfg.swing_length, **_period_pools(done["timeframe"])},
+        lambda cfg, done: {"swing_length": cfg.swing_length, **_period_pools(done["timeframe"]), **_atr(done)},
         higher=1,  # the nearest higher timeframe's pools are targets too
     ),
     _spec(
         "displacement",
         displacement_detector.detect_displacement,
-        lambda cfg, done: {"atr_length": cfg.atr_length},
+        lambda cfg, done: {
+            "atr_length": cfg.atr_length,
+            **(_atr(done) if cfg.atr_length == DETECTOR_ATR_LENGTH else {}),
+        },
     ),
     _spec(
         "order_blocks",
@@ -118,12 +130,16 @@ REGISTRY: tuple[DetectorSpec, ...] = (
         breaker_block_detector.detect_breaker_blocks,
         lambda cfg, done: _given(done, order_blocks="order_blocks", tables="candle_tables"),
     ),
-    _spec("fvg", fvg_detector.detect_fvgs),
-    _spec("sibi_ssib", sibi_ssib_detector.detect_sibi_ssib),
+    _spec("fvg", fvg_detector.detect_fvgs, lambda cfg, done: _atr(done)),
+    _spec("sibi_ssib", sibi_ssib_detector.detect_sibi_ssib, lambda cfg, done: _atr(done)),
     _spec("premium_discount", premium_discount.detect_dealing_ranges),
-    _spec("ilp", ilp_detector.detect_internal_liquidity, lambda cfg, done: _given(done, ranges="premium_discount")),
-    _spec("whale", ict_whale_detector.detect_whale_blocks),
-    _spec("ote", ote_calculator.detect_ote, lambda cfg, done: {"swing_length": cfg.swing_length}),
+    _spec(
+        "ilp",
+        ilp_detector.detect_internal_liquidity,
+        lambda cfg, done: {**_given(done, ranges="premium_discount"), **_atr(done)},
+    ),
+    _spec("whale", ict_whale_detector.detect_whale_blocks, lambda cfg, done: _atr(done)),
+    _spec("ote", ote_calculator.detect_ote, lambda cfg, done: {"swing_length": cfg.swing_length, **_atr(done)}),
     _spec(
         "entry_models",
         entry_models.detect_entry_models,
@@ -168,21 +184,34 @@ class Prepared:
 
 
 def run_registry(
-    frames: Mapping[str, pd.DataFrame], timeframe: str, config: EngineConfig, registry: Sequence[DetectorSpec]
+    frames: Mapping[str, pd.DataFrame],
+    timeframe: str,
+    config: EngineConfig,
+    registry: Sequence[DetectorSpec],
+    shared: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[dict[tuple[str, str], Any], list[str]]:
-    """Run every detector (entry TF; ``higher`` ones on every frame). Failures are logged and listed, never fatal."""
+    """Run every detector (entry TF; ``higher`` ones on every frame). Failures are logged and listed, never fatal.
+
+    ``shared[tf]`` is added to every row's ``done`` on that frame (what the engine computes once per frame: "atr").
+    """
     raw: dict[tuple[str, str], Any] = {}
     unavailable: list[str] = []
     for spec in registry:
         for tf in _frames_for(spec, list(frames)):
             try:
-                done = {"timeframe": tf, **{name: value for (name, t), value in raw.items() if t == tf}}
+                earlier = {name: value for (name, t), value in raw.items() if t == tf}
+                done = {"timeframe": tf, **(shared or {}).get(tf, {}), **earlier}
                 raw[(spec.name, tf)] = _in_confirmation_order(spec.run(frames[tf], config, done))
             except Exception:  # a broken detector must not take the engine down
                 logger.exception("detector %s failed on %s; skipped", spec.name, tf)
                 if spec.name not in unavailable:
                     unavailable.append(spec.name)
     return raw, unavailable
+
+
+def _frame_atr(frame: pd.DataFrame, length: int) -> np.ndarray:
+    h, lo, c = (frame[k].to_numpy(dtype=np.float64) for k in ("high", "low", "close"))
+    return wilder_atr(h, lo, c, length=length)
 
 
 def _frames_for(spec: DetectorSpec, timeframes: list[str]) -> list[str]:
@@ -226,13 +255,13 @@ def prepare(
         frame = validate_candles(frames[tf])
         closes = close_ns_of(frame, tf)
         ordered[tf] = frame.iloc[: int(np.searchsorted(closes, entry_close, side="right"))]
-    raw, unavailable = run_registry(ordered, timeframe, config, REGISTRY if registry is None else registry)
-    atrs = {}
-    closes = {}
-    for tf, frame in ordered.items():
-        h, lo, c = (frame[k].to_numpy(dtype=np.float64) for k in ("high", "low", "close"))
-        atrs[tf] = atr(h, lo, c, length=config.atr_length)
-        closes[tf] = close_ns_of(frame, tf)
+    shared = {tf: {"atr": _frame_atr(frame, DETECTOR_ATR_LENGTH)} for tf, frame in ordered.items()}
+    raw, unavailable = run_registry(ordered, timeframe, config, REGISTRY if registry is None else registry, shared)
+    atrs = {
+        tf: shared[tf]["atr"] if config.atr_length == DETECTOR_ATR_LENGTH else _frame_atr(frame, config.atr_length)
+        for tf, frame in ordered.items()
+    }
+    closes = {tf: close_ns_of(frame, tf) for tf, frame in ordered.items()}
     tables = tuple(
         ZoneTable.build(raw[(name, timeframe)], kind) for name, kind in ZONE_DETECTORS if (name, timeframe) in raw
     )

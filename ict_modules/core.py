@@ -105,6 +105,13 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, *, length: int = 1
     return out
 
 
+def atr_or(
+    given: np.ndarray | None, high: np.ndarray, low: np.ndarray, close: np.ndarray, *, length: int = 14
+) -> np.ndarray:
+    """``given`` (an ATR the caller computed once for these candles) or :func:`atr` of them."""
+    return atr(high, low, close, length=length) if given is None else given
+
+
 T = TypeVar("T")
 
 

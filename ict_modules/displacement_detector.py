@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .core import Direction, atr
+from .core import Direction, atr_or
 
 RATIO_TOLERANCE = 1e-9  # relative; far above float noise on prices (~1e-15), far below any real difference
 
@@ -33,9 +33,15 @@ class Displacement:
 
 
 def displacement_mask(
-    candles: pd.DataFrame, *, min_body_atr: float = 1.2, min_body_ratio: float = 0.6, atr_length: int = 14
+    candles: pd.DataFrame,
+    *,
+    min_body_atr: float = 1.2,
+    min_body_ratio: float = 0.6,
+    atr_length: int = 14,
+    atr_values: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Per-bar int8: +1 bullish displacement, -1 bearish, 0 none (see module docstring)."""
+    """Per-bar int8: +1 bullish displacement, -1 bearish, 0 none (see module docstring; ``atr_values`` as in
+    :func:`detect_displacement`)."""
     o = candles["open"].to_numpy(dtype=np.float64)
     h = candles["high"].to_numpy(dtype=np.float64)
     low = candles["low"].to_numpy(dtype=np.float64)
@@ -43,7 +49,7 @@ def displacement_mask(
     out = np.zeros(len(c), dtype=np.int8)
     if len(c) < 2:
         return out
-    prev_atr = np.concatenate(([np.nan], atr(h, low, c, length=atr_length)[:-1]))
+    prev_atr = np.concatenate(([np.nan], atr_or(atr_values, h, low, c, length=atr_length)[:-1]))
     body = np.abs(c - o)
     rng = h - low
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -54,7 +60,12 @@ def displacement_mask(
 
 
 def detect_displacement(
-    candles: pd.DataFrame, *, min_body_atr: float = 1.2, min_body_ratio: float = 0.6, atr_length: int = 14
+    candles: pd.DataFrame,
+    *,
+    min_body_atr: float = 1.2,
+    min_body_ratio: float = 0.6,
+    atr_length: int = 14,
+    atr_values: np.ndarray | None = None,
 ) -> list[Displacement]:
     """Displacement candles in bar order.
 
@@ -62,13 +73,20 @@ def detect_displacement(
         min_body_atr: minimum body size in ATR multiples of the preceding bars.
         min_body_ratio: minimum body / (high - low), i.e. wicks at most ``1 - min_body_ratio`` of the range.
         atr_length: Wilder ATR length in bars.
+        atr_values: precomputed ``atr(high, low, close, length=atr_length)`` of these candles (the engine computes
+            it once per frame); computed here when omitted.
     """
-    mask = displacement_mask(candles, min_body_atr=min_body_atr, min_body_ratio=min_body_ratio, atr_length=atr_length)
-    o = candles["open"].to_numpy(dtype=np.float64)
-    c = candles["close"].to_numpy(dtype=np.float64)
     h = candles["high"].to_numpy(dtype=np.float64)
     low = candles["low"].to_numpy(dtype=np.float64)
-    prev_atr = np.concatenate(([np.nan], atr(h, low, c, length=atr_length)[:-1]))
+    c = candles["close"].to_numpy(dtype=np.float64)
+    atr_values = atr_or(atr_values, h, low, c, length=atr_length)
+    mask = displacement_mask(
+        candles, min_body_atr=min_body_atr, min_body_ratio=min_body_ratio, atr_length=atr_length, atr_values=atr_values
+    )
+    o = candles["open"].to_numpy(dtype=np.float64)
+    if not mask.any():
+        return []
+    prev_atr = np.concatenate(([np.nan], atr_values[:-1]))
     return [
         Displacement(
             Direction.BULLISH if mask[i] > 0 else Direction.BEARISH,

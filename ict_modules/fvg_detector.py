@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .core import Direction, atr, ohlcv_arrays
+from .core import Direction, atr_or, ohlcv_arrays
 from .market_structure import first_beyond, range_extreme, sparse_table
 
 logger = logging.getLogger(__name__)
@@ -83,18 +83,22 @@ def _found(pos: np.ndarray) -> list[int | None]:
     return out.tolist()
 
 
-def detect_fvgs(candles: pd.DataFrame, *, min_size_atr: float = 0.1, atr_length: int = 14) -> list[FVG]:
+def detect_fvgs(
+    candles: pd.DataFrame, *, min_size_atr: float = 0.1, atr_length: int = 14, atr_values: np.ndarray | None = None
+) -> list[FVG]:
     """Fair value gaps of ``candles`` in bar order (see the module docstring for the definition and states).
 
     Args:
         candles: validated candle frame (closed candles).
         min_size_atr: minimum gap size ``top - bottom`` in multiples of ``ATR[i-2]``; 0 keeps every gap.
         atr_length: Wilder ATR length in bars.
+        atr_values: precomputed ``atr(high, low, close, length=atr_length)`` of these candles (the engine computes
+            it once per frame); computed here when omitted.
 
     Returns:
         FVGs ordered by ``index`` (at most one per bar: a bar cannot be both a bullish and a bearish c3).
     """
-    return fvg_objects(fvg_arrays(candles, min_size_atr=min_size_atr, atr_length=atr_length))
+    return fvg_objects(fvg_arrays(candles, min_size_atr=min_size_atr, atr_length=atr_length, atr_values=atr_values))
 
 
 def fvg_objects(a: FVGArrays) -> list[FVG]:
@@ -139,7 +143,9 @@ class FVGArrays:
         return FVGArrays(*(getattr(self, f)[mask] for f in self.__dataclass_fields__))
 
 
-def fvg_arrays(candles: pd.DataFrame, *, min_size_atr: float = 0.1, atr_length: int = 14) -> FVGArrays:
+def fvg_arrays(
+    candles: pd.DataFrame, *, min_size_atr: float = 0.1, atr_length: int = 14, atr_values: np.ndarray | None = None
+) -> FVGArrays:
     """:func:`detect_fvgs` without building objects (for detectors that filter gaps further)."""
     if min_size_atr < 0:
         raise ValueError("min_size_atr must be >= 0")
@@ -148,7 +154,7 @@ def fvg_arrays(candles: pd.DataFrame, *, min_size_atr: float = 0.1, atr_length: 
     empty_i, empty_f = np.empty(0, dtype=np.int64), np.empty(0)
     if n < 3:
         return FVGArrays(np.empty(0, dtype=np.int8), empty_i, empty_f, empty_f, empty_f, *(empty_i,) * 4)
-    yard = atr(high, low, close, length=atr_length)[:-2]  # ATR[i-2] for i = 2..n-1
+    yard = atr_or(atr_values, high, low, close, length=atr_length)[:-2]  # ATR[i-2] for i = 2..n-1
     bull_size = low[2:] - high[:-2]
     bear_size = low[:-2] - high[2:]
     with np.errstate(invalid="ignore", divide="ignore"):

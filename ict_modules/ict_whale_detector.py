@@ -29,7 +29,7 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
-from .core import Direction, atr, ohlcv_arrays
+from .core import Direction, atr_or, ohlcv_arrays
 from .market_structure import first_beyond, sparse_table
 
 logger = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ def detect_whale_blocks(
     min_body_ratio: float = 0.5,
     max_range_atr: float = 0.75,
     atr_length: int = 14,
+    atr_values: np.ndarray | None = None,
 ) -> list[WhaleBlock]:
     """Whale blocks of ``candles`` in bar order (see the module docstring).
 
@@ -99,13 +100,15 @@ def detect_whale_blocks(
         min_body_ratio: displacement body / range threshold.
         max_range_atr: absorption range ceiling in ATR multiples.
         atr_length: Wilder ATR length in bars.
+        atr_values: precomputed ``atr(high, low, close, length=atr_length)`` of these candles (the engine computes
+            it once per frame); computed here when omitted.
     """
     o, h, low, c, v = ohlcv_arrays(candles)
     n = len(c)
     if n < 2:
         return []
     z = volume_zscore(v, window=volume_window)
-    prev_atr = np.concatenate(([np.nan], atr(h, low, c, length=atr_length)[:-1]))
+    prev_atr = np.concatenate(([np.nan], atr_or(atr_values, h, low, c, length=atr_length)[:-1]))
     body = np.abs(c - o)
     rng = h - low
     lower_wick = np.minimum(o, c) - low

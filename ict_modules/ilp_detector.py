@@ -82,6 +82,7 @@ def detect_internal_liquidity(
     equal_tolerance_atr: float = 0.1,
     atr_length: int = 14,
     ranges: list[DealingRange] | None = None,
+    atr_values: np.ndarray | None = None,
 ) -> list[InternalLiquidityPool]:
     """Internal pools of every dealing range, ordered by ``(confirmed_at, range_id, index)``.
 
@@ -92,6 +93,8 @@ def detect_internal_liquidity(
         equal_tolerance_atr: equal internal highs (lows) are within this many ATRs.
         atr_length: Wilder ATR length in bars.
         ranges: precomputed ``detect_dealing_ranges(candles, swing_length=swing_length)`` (optional).
+        atr_values: precomputed ``atr(high, low, close, length=atr_length)`` of these candles (the engine computes
+            it once per frame); computed here when omitted.
     """
     n = len(candles)
     if ranges is None:
@@ -110,6 +113,7 @@ def detect_internal_liquidity(
         atr_length=atr_length,
         previous_day=False,
         previous_week=False,
+        atr_values=atr_values,
     )
     if len(r_conf) == 0 or len(pools.price) == 0:
         return []

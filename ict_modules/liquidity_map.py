@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import as_strided
 
-from .core import atr
+from .core import atr_or
 from .swing_points import pivot_mask
 
 logger = logging.getLogger(__name__)
@@ -493,13 +493,14 @@ def pool_arrays(
     atr_length: int = 14,
     previous_day: bool = True,
     previous_week: bool = True,
+    atr_values: np.ndarray | None = None,
 ) -> PoolArrays:
     """The array stage of :func:`detect_liquidity` (same arguments, same order of pools)."""
     high, low, close = (candles[c].to_numpy(dtype=np.float64) for c in ("high", "low", "close"))
     parts: list[PoolArrays] = []
     if len(close):
         bars_data = _Bars(high, low, close)
-        atr_values = atr(high, low, close, length=atr_length)
+        atr_values = atr_or(atr_values, high, low, close, length=atr_length)
         parts += _swing_pools(bars_data, atr_values, length=swing_length, tolerance_atr=equal_tolerance_atr)
         if previous_day or previous_week:
             days = candles.index.as_unit("ns").asi8 // NS_PER_DAY  # UTC day number, whatever the index unit
@@ -528,6 +529,7 @@ def detect_liquidity(
     atr_length: int = 14,
     previous_day: bool = True,
     previous_week: bool = True,
+    atr_values: np.ndarray | None = None,
 ) -> list[LiquidityPool]:
     """All liquidity pools of ``candles``, ordered by ``(confirmed_at, index, kind, number of members)``.
 
@@ -539,6 +541,8 @@ def detect_liquidity(
         atr_length: Wilder ATR length in bars.
         previous_day: include previous UTC day high/low pools.
         previous_week: include previous ISO week (Monday 00:00 UTC) high/low pools.
+        atr_values: precomputed ``atr(high, low, close, length=atr_length)`` of these candles (the engine computes
+            it once per frame); computed here when omitted.
     """
     a = pool_arrays(
         candles,
@@ -547,6 +551,7 @@ def detect_liquidity(
         atr_length=atr_length,
         previous_day=previous_day,
         previous_week=previous_week,
+        atr_values=atr_values,
     )
     return list(
         map(

@@ -326,6 +326,7 @@ def structure_arrays(
     min_body_ratio: float = 0.6,
     atr_length: int = 14,
     tables: dict[str, list[np.ndarray]] | None = None,
+    atr_values: np.ndarray | None = None,
 ) -> StructureArrays:
     """:func:`detect_market_structure` as arrays (no objects); ``pivots`` of the level's length may be given."""
     level = StructureLevel(level)
@@ -346,7 +347,9 @@ def structure_arrays(
     bars = np.concatenate((hi_break[hit_hi], lo_break[hit_lo]))
     if len(bars) == 0:
         return _empty_arrays(level)
-    disp = displacement_mask(candles, min_body_atr=min_body_atr, min_body_ratio=min_body_ratio, atr_length=atr_length)
+    disp = displacement_mask(
+        candles, min_body_atr=min_body_atr, min_body_ratio=min_body_ratio, atr_length=atr_length, atr_values=atr_values
+    )
     # sell-side / buy-side liquidity taken per bar
     ssl = _sweep_mask(low, l_conf, pivots.low_price, lo_break, n, above=False)
     bsl = _sweep_mask(high, h_conf, pivots.high_price, hi_break, n, above=True)
@@ -401,6 +404,7 @@ def detect_market_structure(
     min_body_ratio: float = 0.6,
     atr_length: int = 14,
     tables: dict[str, list[np.ndarray]] | None = None,
+    atr_values: np.ndarray | None = None,
 ) -> list[StructureEvent]:
     """BOS / CHOCH / MSS events of one structure level, in bar order (see module docstring).
 
@@ -413,6 +417,8 @@ def detect_market_structure(
         min_body_atr, min_body_ratio, atr_length: displacement thresholds (ATR multiples, body/range ratio, bars)
             used to qualify MSS.
         tables: :func:`candle_tables` of these candles, when the caller already has them.
+        atr_values: precomputed ``atr(high, low, close, length=atr_length)`` of these candles (the engine computes
+            it once per frame); computed here when omitted.
     """
     level = StructureLevel(level)
     pivots = None
@@ -430,6 +436,7 @@ def detect_market_structure(
         min_body_ratio=min_body_ratio,
         atr_length=atr_length,
         tables=tables,
+        atr_values=atr_values,
     ).events()
 
 

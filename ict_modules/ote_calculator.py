@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .core import Direction, atr, ohlcv_arrays
+from .core import Direction, atr_or, ohlcv_arrays
 from .liquidity_map import LevelSearch, none_if_negative
 from .swing_points import pivot_mask
 
@@ -110,6 +110,7 @@ def detect_ote(
     sweet_spot: float = SWEET_SPOT,
     extensions: tuple[float, ...] = EXTENSIONS,
     atr_length: int = 14,
+    atr_values: np.ndarray | None = None,
 ) -> list[OTESetup]:
     """OTE setups of every impulse leg, in confirmation order.
 
@@ -121,6 +122,8 @@ def detect_ote(
         sweet_spot: retracement fraction of the preferred entry (0.705).
         extensions: extension fractions beyond the leg's end for targets (0.27, 0.62, 1.0).
         atr_length: Wilder ATR length in bars.
+        atr_values: precomputed ``atr(high, low, close, length=atr_length)`` of these candles (the engine computes
+            it once per frame); computed here when omitted.
     """
     if not 0 < ote_low < ote_high < 1:
         raise ValueError("need 0 < ote_low < ote_high < 1")
@@ -146,7 +149,7 @@ def detect_ote(
     hi = np.where(bull, end_p, start_p)
     lo = np.where(bull, start_p, end_p)
     size = hi - lo
-    atr_values = atr(high, low, close, length=atr_length)
+    atr_values = atr_or(atr_values, high, low, close, length=atr_length)
     keep = (size > 0) & (size >= min_leg_atr * atr_values[conf])
     # Retracement r -> price: bullish hi - r*size, bearish lo + r*size.
     sign = np.where(bull, -1.0, 1.0)

@@ -25,7 +25,7 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
-from .core import Direction, atr, ohlcv_arrays
+from .core import Direction, atr_or, ohlcv_arrays
 from .displacement_detector import displacement_mask
 from .fvg_detector import fvg_arrays
 from .market_structure import range_extreme, sparse_table
@@ -78,6 +78,7 @@ def detect_sibi_ssib(
     min_body_atr: float = 1.2,
     min_body_ratio: float = 0.6,
     atr_length: int = 14,
+    atr_values: np.ndarray | None = None,
 ) -> list[Imbalance]:
     """SIBI and SSIB gaps of ``candles`` in bar order (see the module docstring).
 
@@ -86,15 +87,20 @@ def detect_sibi_ssib(
         min_body_atr: displacement body threshold in ATR multiples (as in ``displacement_detector``).
         min_body_ratio: displacement body / range threshold.
         atr_length: Wilder ATR length in bars.
+        atr_values: precomputed ``atr(high, low, close, length=atr_length)`` of these candles (the engine computes
+            it once per frame); computed here when omitted.
     """
-    gaps = fvg_arrays(candles, min_size_atr=min_size_atr, atr_length=atr_length)
+    o, h, low, c, _ = ohlcv_arrays(candles)
+    atr_values = atr_or(atr_values, h, low, c, length=atr_length)
+    gaps = fvg_arrays(candles, min_size_atr=min_size_atr, atr_length=atr_length, atr_values=atr_values)
     if not len(gaps):
         return []
-    o, h, low, c, _ = ohlcv_arrays(candles)
     n = len(c)
     colour = np.sign(c - o).astype(np.int8)
-    disp = displacement_mask(candles, min_body_atr=min_body_atr, min_body_ratio=min_body_ratio, atr_length=atr_length)
-    prev_atr = np.concatenate(([np.nan], atr(h, low, c, length=atr_length)[:-1]))
+    disp = displacement_mask(
+        candles, min_body_atr=min_body_atr, min_body_ratio=min_body_ratio, atr_length=atr_length, atr_values=atr_values
+    )
+    prev_atr = np.concatenate(([np.nan], atr_values[:-1]))
     with np.errstate(invalid="ignore", divide="ignore"):
         signed_body = np.where(disp != 0, disp * np.abs(c - o) / prev_atr, 0.0)  # +bull / -bear body in ATR
     # first bar of the same-colour run each bar belongs to
