@@ -42,6 +42,8 @@ class Settings:
     fee_pct: float = DEFAULT_FEE_PCT  # per side, percent of notional (tracking.costs)
     slippage_pct: float = DEFAULT_SLIPPAGE_PCT  # percent, against the trader on market entries and stop exits
     exit_plan: tuple[float, float, float] = DEFAULT_EXIT_PLAN  # percent closed at TP1, TP2, TP3
+    gate: str = "evidence"  # what is broadcast and tracked: evidence | confidence | off (tracking.gate)
+    dask_scheduler_address: str | None = None  # `evaluate` fans out to this Dask scheduler; None: local processes
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
@@ -172,6 +174,12 @@ def _utc_time(raw: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _scheduler(raw: str) -> str:
+    if not re.fullmatch(r"(?:[a-z]+://)?[^\s/:]+:\d{1,5}", raw):
+        raise ValueError("expected a Dask scheduler address like tcp://10.0.0.5:8786")
+    return raw
+
+
 def _zone(raw: str) -> str:
     try:
         ZoneInfo(raw)
@@ -203,4 +211,6 @@ _PARSERS = {
     "FEE_PCT": _bounded(float, 0, 5),
     "SLIPPAGE_PCT": _bounded(float, 0, 5),
     "EXIT_PLAN": parse_exit_plan,
+    "GATE": _choice("evidence", "confidence", "off"),
+    "DASK_SCHEDULER_ADDRESS": _scheduler,
 }

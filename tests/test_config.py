@@ -122,3 +122,19 @@ def test_bad_costs_or_exit_plan_name_the_variable_in_one_line(name, value):
         Settings.from_env({name: value}, dotenv=None)
     message = str(err.value)
     assert message.startswith(f"{name}=") and "\n" not in message
+
+
+def test_gate_and_dask_scheduler():
+    s = Settings.from_env({}, dotenv=None)
+    assert s.gate == "evidence" and s.dask_scheduler_address is None
+    s = Settings.from_env({"GATE": "Confidence", "DASK_SCHEDULER_ADDRESS": "tcp://10.0.0.5:8786"}, dotenv=None)
+    assert s.gate == "confidence" and s.dask_scheduler_address == "tcp://10.0.0.5:8786"
+    assert Settings.from_env({"GATE": "off"}, dotenv=None).gate == "off"
+
+
+@pytest.mark.parametrize(("name", "value"), [("GATE", "always"), ("DASK_SCHEDULER_ADDRESS", "tcp://no port")])
+def test_bad_gate_or_scheduler_names_the_variable_in_one_line(name, value):
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({name: value}, dotenv=None)
+    message = str(err.value)
+    assert message.startswith(f"{name}=") and "\n" not in message
