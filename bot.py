@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from config import ConfigError, Settings
 
 logger = logging.getLogger("bot")
+OFFLINE_FALLBACK_COMMANDS = frozenset({"signal", "backtest", "evaluate", "train"})
 
 
 class UsageError(Exception):
@@ -86,6 +87,10 @@ def run_command(command: str | None, args: argparse.Namespace, settings: Setting
     The imports are local on purpose: each sub-command loads only its own layer (the Telegram application with
     matplotlib costs about 0.8 s that ``signal``, ``backtest`` and ``train`` do not need).
     """
+    if command in OFFLINE_FALLBACK_COMMANDS:  # no network: the bundled data, as console mode does (one line)
+        from market.sample_source import offline_fallback
+
+        settings = offline_fallback(settings, lambda line: print(line, file=sys.stderr))
     if command == "signal":
         from chat.signal_cli import main as run
     elif command == "backtest":

@@ -24,7 +24,6 @@ import logging
 import re
 import sys
 import time
-import urllib.request
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +35,7 @@ from telegram.request import BaseRequest, RequestData
 from chat import telegram_app
 from chat.sender import strip_html
 from config import Settings
+from market.sample_source import offline_fallback
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,6 @@ BOT_USER = {
     "can_read_all_group_messages": False,
     "supports_inline_queries": False,
 }
-PING_TIMEOUT_SECONDS = 3.0
 QUIT = {"/quit", "/exit", "quit", "exit"}
 
 
@@ -204,24 +203,10 @@ class UpdateFactory:
         return {"update_id": n, "callback_query": query}
 
 
-def binance_reachable(base_url: str, timeout: float = PING_TIMEOUT_SECONDS) -> tuple[bool, str]:
-    """Quick ``/api/v3/ping``: (reachable, reason if not)."""
-    try:
-        with urllib.request.urlopen(f"{base_url.rstrip('/')}/api/v3/ping", timeout=timeout) as response:
-            return response.status == 200, f"HTTP {response.status}"
-    except Exception as exc:
-        return False, str(getattr(exc, "reason", exc))[:120]
-
-
 def console_settings(settings: Settings, out: TextIO) -> Settings:
     """The local user becomes an admin; Binance unreachable -> the bundled sample data, with a notice."""
     settings = replace(settings, admin_ids=settings.admin_ids | {CONSOLE_USER_ID})
-    if settings.market_data == "binance":
-        ok, reason = binance_reachable(settings.binance_api_base_url)
-        if not ok:
-            out.write(f"Binance is unreachable ({reason}); using the bundled sample data (MARKET_DATA=sample).\n")
-            settings = replace(settings, market_data="sample")
-    return settings
+    return offline_fallback(settings, lambda line: out.write(line + "\n"))
 
 
 async def run_console(settings: Settings, lines: Any, out: TextIO, *, interactive: bool = False) -> int:

@@ -21,8 +21,9 @@ import logging
 import re
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,8 @@ FILE_NAME = re.compile(r"^([A-Z0-9]+)-(\d+[mhdwM])\.csv(\.gz)?$")
 BINANCE_COLUMNS = ("open_time", *OHLCV, "close_time", "quote_volume", "trades", "taker_base", "taker_quote", "ignore")
 DAY_MS = 86_400_000
 DEFAULT_RUNWAY = pd.Timedelta(days=7)
+PING_TIMEOUT_SECONDS = 3.0
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
 
 Clock = Callable[[], pd.Timestamp]
 Span = tuple[pd.Timestamp, pd.Timestamp]
@@ -376,3 +379,31 @@ class SampleSource:
 
     def latency_ms(self) -> float:
         return 0.0
+
+
+# ---------------------------------------------------------------- offline fallback
+
+
+def binance_reachable(base_url: str, timeout: float = PING_TIMEOUT_SECONDS) -> tuple[bool, str]:
+    """Quick ``/api/v3/ping``: (reachable, reason if not)."""
+    try:
+        with urllib.request.urlopen(f"{base_url.rstrip('/')}/api/v3/ping", timeout=timeout) as response:
+            return response.status == 200, f"HTTP {response.status}"
+    except Exception as exc:
+        return False, str(getattr(exc, "reason", exc))[:120]
+
+
+def offline_fallback(settings, notify: Callable[[str], object]):
+    """``settings`` with ``market_data="sample"`` when it names Binance and one quick ping fails, else unchanged.
+
+    The one fallback every entry point shares (console, signal, backtest, train): a fresh clone works offline
+    instead of failing after the client's retries. ``notify`` gets the one-line notice.
+    """
+    if getattr(settings, "market_data", None) != "binance":
+        return settings
+    ok, reason = binance_reachable(settings.binance_api_base_url)
+    if ok:
+        return settings
+    notify(f"Binance is unreachable ({reason}); using the bundled sample data (MARKET_DATA=sample).")
+    data_dir = Path(settings.sample_data_dir)
+    return replace(settings, market_data="sample", sample_data_dir=data_dir if data_dir.is_dir() else BUNDLED_DIR)
