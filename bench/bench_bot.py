@@ -26,8 +26,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import telegram_app  # noqa: E402
-
+from chat import telegram_app  # noqa: E402
 from chat.services import build_services  # noqa: E402
 from config import Settings  # noqa: E402
 from market.sample_source import SampleSource  # noqa: E402

@@ -6,16 +6,22 @@
    10 price levels), followed by ``real_time_monitor.monitor_tick`` on the sample source (no network).
    Reported: a catch-up tick (60 minutes of candles since the last check) and steady ticks (one new minute
    each), wall time per tick and per position, and the SQLite file size.
-2. Scan: ``scanner.run_scan`` over 50 symbols x (1h, 4h) against the local Binance-shaped server
-   (``tests/fake_binance.py``) run in a CHILD process, so the scan's own peak memory (tracemalloc) is measured
-   alone; MIN_CONFIDENCE is 50 here so that signals are also tracked, charted and broadcast. The 50 symbols are
-   the bundled BTC/ETH/SOL 1h candles, each scaled by a different factor (real shapes, different price levels).
-   Reported: wall time, HTTP requests made (counted by the server), peak memory, signals.
+2. Scan: ``scanner.run_scan`` against the local Binance-shaped server (``tests/fake_binance.py``) in a CHILD
+   process with ``--latency`` (default 100 ms) added to every answer, like the round trip to Binance. 50 symbols x
+   (1h, 4h) by default, and with ``--large`` 500 symbols x (15m, 1h, 4h, 1d); each serial (one request at a time)
+   and concurrent (``market.prefetch``, 6 in flight), on a fresh client and fresh stores. Symbol i is the bundled
+   BTC or ETH candles as of ``i % 80`` days earlier, shifted to now and scaled by its own factor (real shapes,
+   varied market states and price levels);
+   MIN_CONFIDENCE is 50 so that signals are also tracked, charted and broadcast.
+   Reported: wall time, HTTP requests counted by the server, request weight per clock minute (the server restarts
+   its counter every minute, as Binance does), signals. Scans are timed WITHOUT tracemalloc (it slows the scan
+   about 3x); the peak memory of the 50 x 2 scan comes from a separate, traced run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -40,6 +46,7 @@ from tracking.state import Position  # noqa: E402
 MONITOR_AT = pd.Timestamp("2025-07-10 12:00", tz="UTC")  # inside the bundled BTCUSDT 1m data
 MONITOR_SYMBOLS = 10  # BTCUSDT and 9 copies of its 1m candles at other price levels
 MIN_CONFIDENCE = 50  # below the default 60 so that the scan also tracks, renders charts and enqueues broadcasts
+SCAN_AT = "2026-04-10 12:00:30"  # inside the bundled BTC/ETH 15m, 1h and 4h data
 
 
 def bench_monitor(n_positions: int, steady_ticks: int = 10) -> None:
@@ -116,88 +123,130 @@ def bench_monitor(n_positions: int, steady_ticks: int = 10) -> None:
 # scan
 
 SERVER = r"""
-import sys
+import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import pandas as pd
 from tests.fake_binance import FakeBinance
 from tests.helpers import sample_candles
-n = int(sys.argv[2])
-base = {s: sample_candles(s, "1h") for s in ("BTCUSDT", "ETHUSDT", "SOLUSDT")}
+n, at, latency = int(sys.argv[2]), pd.Timestamp(sys.argv[3], tz="UTC"), float(sys.argv[4])
+own = [tf for tf in ("15m", "1h") if tf in sys.argv[5].split(",")] + ["4h"]  # 1d and 1w: resampled from 4h
+base = {(src, tf): sample_candles(src, tf) for src in ("BTCUSDT", "ETHUSDT") for tf in own}
 frames = {}
 for i in range(n):
-    src = ("BTCUSDT", "ETHUSDT", "SOLUSDT")[i % 3]
-    f = base[src].copy()
-    factor = 10.0 ** ((i % 7) - 3) * (1 + i / 100)
-    f[["open", "high", "low", "close"]] *= factor
-    frames[(f"S{i:02d}USDT", "1h")] = f
-with FakeBinance(now=sys.argv[3], data_dir=None, frames=frames) as fake:
+    factor = 10.0 ** ((i % 7) - 3) * (1 + i / 1000)
+    shift = pd.Timedelta(days=i % 80)  # symbol i replays its source as of `shift` earlier: varied market states
+    for tf in own:
+        f = base[(("BTCUSDT", "ETHUSDT")[i % 2], tf)]
+        f = f[f.index <= at - shift + pd.Timedelta(days=1)]
+        f = (f if tf == "4h" else f.iloc[-1500:]).copy()
+        f.index = f.index + shift
+        f[["open", "high", "low", "close"]] *= factor
+        frames[(f"S{i:03d}USDT", tf)] = f
+with FakeBinance(now=at, data_dir=None, frames=frames, latency=latency, weight_clock=time.time) as fake:
     print(fake.url, flush=True)
     for line in sys.stdin:
-        if line.strip() == "count":
-            print(fake.count(), fake.count("/api/v3/klines"), fake.used_weight, flush=True)
-        else:
+        if line.strip() != "count":
             break
+        minutes = {str(k): v for k, v in fake.weight_per_minute.items()}
+        print(json.dumps({"requests": fake.count(), "klines": fake.count("/api/v3/klines"), "minutes": minutes}))
+        sys.stdout.flush()
 """
 
 
-def bench_scan(n_symbols: int, at: str = "2026-04-10 12:00:30") -> None:
+class ScanServer:
+    """The fake Binance in a child process (its CPU apart from the scan's), with ``latency`` added per request."""
+
+    def __init__(self, n_symbols: int, timeframes: tuple[str, ...], at: str, latency: float) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", SERVER, str(ROOT), str(n_symbols), at, str(latency), ",".join(timeframes)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        self.url = self.process.stdout.readline().strip()
+
+    def counts(self) -> dict:
+        self.process.stdin.write("count\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(60)
+
+
+def scan_once(url: str, symbols: tuple[str, ...], timeframes: tuple[str, ...], concurrency: int, *, memory=False):
+    """One scan on a fresh client and fresh stores: (report, wall seconds, peak traced bytes or None)."""
     from market.binance_client import BinanceClient
     from signal_cache import SignalCache
     from tracking.scanner import run_scan
 
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(ROOT), str(n_symbols), at],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        url = server.stdout.readline().strip()
-        symbols = tuple(f"S{i:02d}USDT" for i in range(n_symbols))
-        settings = Settings(watchlist=symbols, auto_signal_timeframes=("1h", "4h"), min_confidence=MIN_CONFIDENCE)
-        with tempfile.TemporaryDirectory() as tmp:
-            store = PositionStore(Path(tmp) / "positions.db")
-            store.subscribe(1)
-            store.subscribe(2)
-            cache = SignalCache(Path(tmp) / "sent_signals_cache.json")
-            journal = Journal(Path(tmp))
-            market = BinanceClient(url)
+    settings = Settings(watchlist=symbols, auto_signal_timeframes=timeframes, min_confidence=MIN_CONFIDENCE)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = PositionStore(Path(tmp) / "positions.db")
+        store.subscribe(1)
+        store.subscribe(2)
+        cache = SignalCache(Path(tmp) / "sent_signals_cache.json")
+        journal = Journal(Path(tmp))
+        market = BinanceClient(url)
+        if memory:
             tracemalloc.start()
-            t = time.perf_counter()
-            report = run_scan(market, store, cache, journal, settings)
-            wall = time.perf_counter() - t
-            _, peak = tracemalloc.get_traced_memory()
+        t = time.perf_counter()
+        report = run_scan(market, store, cache, journal, settings, concurrency=concurrency)
+        wall = time.perf_counter() - t
+        peak = tracemalloc.get_traced_memory()[1] if memory else None
+        if memory:
             tracemalloc.stop()
-            server.stdin.write("count\n")
-            server.stdin.flush()
-            total, klines, weight = server.stdout.readline().split()
+        market.close()
+        store.close()
+    return report, wall, peak
+
+
+def bench_scan(n_symbols: int, timeframes: tuple[str, ...], *, latency: float, memory: bool, at: str = SCAN_AT):
+    """Serial then concurrent scans (timed without tracemalloc); optionally a third, traced run for memory."""
+    from market.prefetch import FETCH_WORKERS
+
+    server = ScanServer(n_symbols, timeframes, at, latency)
+    symbols = tuple(f"S{i:03d}USDT" for i in range(n_symbols))
+    shape = f"{n_symbols} x {len(timeframes)} ({','.join(timeframes)}), {latency * 1000:.0f} ms latency"
+    try:
+        for label, workers in (("serial", 1), (f"concurrent ({FETCH_WORKERS} in flight)", FETCH_WORKERS)):
+            before = server.counts()
+            report, wall, _ = scan_once(server.url, symbols, timeframes, workers)
+            after = server.counts()
+            per_minute = [v - before["minutes"].get(k, 0) for k, v in after["minutes"].items()]
+            per_minute = [w for w in per_minute if w > 0]
             print(
-                f"scan {n_symbols} symbols x 2 timeframes: {wall:.1f} s wall "
-                f"({wall / (2 * n_symbols) * 1000:.0f} ms/pair), "
-                f"{total} HTTP requests ({klines} klines, weight {weight}), peak traced memory "
-                f"{peak / 1e6:.0f} MB; {report.signals} signals, {report.tracked} tracked, "
-                f"{report.broadcasts} messages, {len(report.errors)} errors"
+                f"scan {shape}, {label}: {wall:.1f} s wall ({wall / len(symbols) / len(timeframes) * 1000:.0f} "
+                f"ms/pair); {after['requests'] - before['requests']} requests "
+                f"({after['klines'] - before['klines']} klines); weight {sum(per_minute)}, per clock minute "
+                f"{per_minute} (max {max(per_minute, default=0)} of 6000); {report.signals} signals, "
+                f"{report.tracked} tracked, {report.broadcasts} messages, {len(report.errors)} errors",
+                flush=True,
             )
-            market.close()
-            store.close()
+        if memory:
+            _, wall, peak = scan_once(server.url, symbols, timeframes, FETCH_WORKERS, memory=True)
+            print(f"scan {shape}, concurrent, under tracemalloc: peak {peak / 1e6:.0f} MB ({wall:.1f} s, not a timing)")
     finally:
-        if server.stdin:
-            server.stdin.close()
-        server.wait(30)
+        server.close()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--positions", type=int, default=1000)
     parser.add_argument("--symbols", type=int, default=50)
+    parser.add_argument("--latency", type=float, default=0.1, help="seconds added to every fake Binance answer")
+    parser.add_argument("--large", action="store_true", help="also scan 500 symbols x (15m, 1h, 4h, 1d)")
     parser.add_argument("--skip-scan", action="store_true")
     parser.add_argument("--skip-monitor", action="store_true")
     args = parser.parse_args()
     if not args.skip_monitor:
         bench_monitor(args.positions)
     if not args.skip_scan:
-        bench_scan(args.symbols)
+        bench_scan(args.symbols, ("1h", "4h"), latency=args.latency, memory=True)
+    if args.large:
+        bench_scan(500, ("15m", "1h", "4h", "1d"), latency=args.latency, memory=False)
     return 0
 
 
