@@ -103,7 +103,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
 
         path = Path(args.chart)
         try:
-            path.write_bytes(render_signal_chart(analysis))
+            path.write_bytes(render_signal_chart(analysis, tz=settings.tz))
         except OSError as exc:
             print(f"signal: cannot write chart {path}: {exc.strerror or exc}", file=sys.stderr)
             return 1

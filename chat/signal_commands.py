@@ -92,7 +92,7 @@ async def run_signal(update: Update, context: Ctx, symbol: str, timeframe: str) 
 async def render_chart(svc: Services, analysis: ict_signal_engine.Analysis) -> bytes | None:
     """The chart PNG, or None (logged) when rendering fails: the text still goes out."""
     try:
-        return await svc.cpu(charts.render_signal_chart, analysis)
+        return await svc.cpu(charts.render_signal_chart, analysis, tz=svc.settings.tz)
     except Exception:
         logger.exception("chart rendering failed; sending the signal without a chart")
         return None
