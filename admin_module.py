@@ -74,6 +74,7 @@ async def cmd_admin(update: Update, context: Ctx) -> None:
     text = (
         "<b>Admin panel</b>\n"
         f"Scheduled signals: {'PAUSED' if paused else 'running'}\n"
+        f"{escape(svc.gate_status())}\n"
         f"Watchlist: {escape(', '.join(watch))} · timeframes {escape(', '.join(svc.settings.auto_signal_timeframes))}\n"
         "Commands: /broadcast TEXT · /pause · /resume · /scan · /train · /backup · /users · /watchlist"
     )

@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from engine.prices import format_price
 from engine.signal_model import Signal, TradeDirection
 from ict_modules.core import Direction
 from tracking.state import Position, PositionState
@@ -90,7 +91,7 @@ def structure_check(snap: Any, d: Direction) -> Check:
     trend = getattr(snap.structure, "trend", None)
     last = snap.structure.last
     if last is not None and last.direction is not d and last.kind in ("CHOCH", "MSS"):
-        return Check("structure", False, f"{last.kind} against the trade at {last.level:.6g}")
+        return Check("structure", False, f"{last.kind} against the trade at {format_price(last.level)}")
     if trend is None:
         return Check("structure", None, "no clear structure")
     if trend is d:
@@ -104,7 +105,11 @@ def zone_check(snap: Any, d: Direction, price: float, target: float) -> Check:
     if not opposing:
         return Check("opposing_zone", True, "no opposing zone before the target")
     nearest = min(opposing, key=lambda z: abs(z.mid - price))
-    return Check("opposing_zone", False, f"{nearest.label} {nearest.bottom:.6g}-{nearest.top:.6g} before the target")
+    return Check(
+        "opposing_zone",
+        False,
+        f"{nearest.label} {format_price(nearest.bottom)}-{format_price(nearest.top)} before the target",
+    )
 
 
 def liquidity_check(snap: Any, d: Direction) -> Check:
@@ -112,9 +117,9 @@ def liquidity_check(snap: Any, d: Direction) -> Check:
         return Check("liquidity", None, "no recent liquidity sweep")
     favoured, level, _ = max(snap.sweeps, key=lambda s: s[2])
     if favoured is d:
-        return Check("liquidity", True, f"liquidity swept at {level:.6g} in favour of the trade")
+        return Check("liquidity", True, f"liquidity swept at {format_price(level)} in favour of the trade")
     side = "buy-side liquidity above" if d is Direction.BULLISH else "sell-side liquidity below"
-    return Check("liquidity", False, f"{side} taken at {level:.6g}: reversal risk")
+    return Check("liquidity", False, f"{side} taken at {format_price(level)}: reversal risk")
 
 
 def momentum_check(snap: Any, d: Direction) -> Check:
@@ -169,7 +174,7 @@ def recommend_for(position: Position, market: Any, *, end: Any = None, config: A
 
 
 def _price(value: float) -> str:
-    return f"{value:,.2f}" if value >= 100 else f"{value:.6g}"
+    return format_price(value)
 
 
 def format_recommendation_html(

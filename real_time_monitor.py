@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.prices import format_price
 from market.timeframes import interval_timedelta
 from position_manager import OutboxKind, PositionStore
 from tracking.state import EventKind, Position, PositionEvent, PositionState, apply_candle
@@ -283,9 +284,7 @@ def close_and_journal(store: PositionStore, journal: Any, position_id: int, pric
 
 
 def _p(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:,.2f}" if value >= 100 else f"{value:.6g}"
+    return format_price(value)
 
 
 def _title(p: Position) -> str:

@@ -77,16 +77,6 @@ def parse_timeframe(text: str, example: str = "/signal BTCUSDT 4h") -> str:
         raise BadInput(f"'{shown(text)}' is not a timeframe; use one of {', '.join(INTERVALS)}.", example) from None
 
 
-def fmt_price(value: float | None) -> str:
-    """A price with enough decimals for its magnitude (90,123.45; 1.2345; 0.00001234)."""
-    if value is None or not math.isfinite(value):
-        return "-"
-    if value == 0:
-        return "0"
-    decimals = min(10, max(2, 4 - math.floor(math.log10(abs(value)))))
-    return f"{value:,.{decimals}f}"
-
-
 def fmt_duration(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     days, rest = divmod(seconds, 86400)

@@ -1,21 +1,39 @@
 """Pure renderers of a signal or no-trade result: Telegram HTML (every dynamic string escaped) and plain text.
 
-- ``format_signal_html(result, tz)``: the short form, under 1024 characters so it fits a photo caption.
-- ``format_signal_details_html(result, tz)``: the long form (confidence breakdown, components, features).
-- ``format_signal_text(result, tz)``: plain text for the terminal (CLI, console mode).
+- ``format_signal_html(result, tz, ...)``: the short form, under 1024 characters so it fits a photo caption.
+- ``format_signal_details_html(result, tz, ...)``: the long form (the rule score and its parts, every component).
+- ``format_signal_text(result, tz, ...)``: plain text for the terminal (CLI, console mode).
 
-Prices are formatted by magnitude (:func:`format_price`): 2 decimals at 1,000 and above, then more decimals as
-the price shrinks, always at least 5 significant digits (0.00001234 -> "0.000012340").
+The numbers a user reads are honest ones: the setup's out-of-sample TP1 rate as the probability (or "not enough
+evidence") and its record (:func:`tracking.gate.evidence_line`), given as ``verdict``. The 0-100 rule score is not
+a probability: it appears only in the details view and in JSON. A message also says whether the bot tracks the
+signal (``tracking``: :func:`tracking_line`). Prices use the one formatter (:func:`engine.prices.format_price`);
+in HTML the prices a trader copies are in ``<code>`` (tap to copy).
 """
 
 from __future__ import annotations
 
 import html
-import math
+from collections.abc import Callable
 from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
-from engine.signal_model import NoTrade, Signal, SignalResult, TradeDirection
+from engine.prices import format_price
+from engine.signal_model import Component, NoTrade, Signal, SignalResult, TradeDirection
+from market.timeframes import interval_timedelta
+from tracking.gate import Verdict, evidence_line
+from tracking.setups import ENTRY_MODEL_NAMES
+from tracking.state import PENDING_EXPIRY_CANDLES
+
+__all__ = [
+    "CAPTION_LIMIT",
+    "format_price",
+    "format_signal_details_html",
+    "format_signal_html",
+    "format_signal_text",
+    "format_time",
+    "tracking_line",
+]
 
 CAPTION_LIMIT = 1024
 _COMPONENT_NAMES = {
@@ -43,18 +61,6 @@ _SESSIONS = {
 }
 
 
-def format_price(price: float | None) -> str:
-    """A price with decimals by magnitude: >= 1000 -> 2 decimals with thousands separators, else enough decimals
-    for 5 significant digits (at least 2): 64,210.50 · 3.4512 · 0.000012340."""
-    if price is None or not math.isfinite(price):
-        return "n/a"
-    if price == 0:
-        return "0"
-    magnitude = math.floor(math.log10(abs(price)))
-    decimals = 2 if magnitude >= 3 else max(2, 4 - magnitude)
-    return f"{price:,.{decimals}f}"
-
-
 def _zone(tz: tzinfo | str | None) -> tzinfo:
     if tz is None:
         return ZoneInfo("UTC")
@@ -80,22 +86,69 @@ def _bias_line(result: SignalResult) -> str:
     return " · ".join(f"{tf} {marks.get(b, '•')} {b}" for tf, b in result.bias)
 
 
-def _confidence_line(result: Signal) -> str:
-    line = f"{result.confidence:.0f}/100"
-    if result.ml_probability is not None:
-        line += f" (rules {result.rule_confidence:.0f}, ML win prob. {100 * result.ml_probability:.0f}%)"
-    return line
+def tracking_line(verdict: Verdict | None, position_id: int | None = None, why_not: str | None = None) -> str | None:
+    """``📌 Tracking as #12, alerts will follow`` or ``Not tracked: <why>``; None when nothing is known.
+
+    ``why_not`` overrides the verdict's reason (e.g. a duplicate of a signal sent recently)."""
+    if position_id is not None:
+        return f"📌 Tracking as #{position_id}, alerts will follow"
+    if why_not:
+        return f"Not tracked: {why_not}"
+    if verdict is not None and not verdict.broadcast:
+        return f"Not tracked: {verdict.reason}"
+    return None
 
 
-def _entry_text(s: Signal) -> str:
+def probability_text(verdict: Verdict) -> str:
+    if verdict.probability is None:
+        return "not enough evidence"
+    return f"TP1 before the stop {verdict.probability:.0%} (out-of-sample rate of this setup)"
+
+
+def _entry_text(s: Signal, price: Callable[[float], str]) -> str:
     if s.entry_low == s.entry_high:
-        return f"{format_price(s.entry)} (market)"
-    return f"{format_price(s.entry_low)} – {format_price(s.entry_high)} (limit {format_price(s.entry)})"
+        return f"{price(s.entry)} (market)"
+    return f"{price(s.entry_low)} – {price(s.entry_high)} (limit {price(s.entry)})"
+
+
+def _validity(s: Signal, tz: tzinfo | str | None) -> str | None:
+    """How long a limit entry stays valid: the position's pending expiry (tracking.state)."""
+    if s.entry_low == s.entry_high:
+        return None
+    try:
+        until = s.time + PENDING_EXPIRY_CANDLES * interval_timedelta(s.timeframe)
+    except (ValueError, KeyError):
+        return f"{PENDING_EXPIRY_CANDLES} candles"
+    return f"{PENDING_EXPIRY_CANDLES} candles, until {format_time(until, tz)}"
+
+
+def _distance(s: Signal, now: float) -> str:
+    """``entry 0.45% below`` the current price (or ``at the entry``)."""
+    if now <= 0:
+        return ""
+    change = 100.0 * (s.entry - now) / now
+    if abs(change) < 0.005:
+        return "at the entry"
+    return f"entry {abs(change):.2f}% {'above' if change > 0 else 'below'}"
+
+
+def distinct_components(components: tuple[Component, ...] | list[Component]) -> list[Component]:
+    """The components without repeats: one zone seen by two detectors (an FVG that is also a SIBI/SSIB) once."""
+    seen: set[tuple] = set()
+    out = []
+    for c in components:
+        is_zone = c.top is not None and c.bottom is not None and c.top != c.bottom
+        key = ("zone", round(c.top, 10), round(c.bottom, 10)) if is_zone else (c.name, c.detail)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(c)
+    return out
 
 
 def _key_components(result: SignalResult, limit: int) -> list[str]:
     lines = []
-    for c in result.components:
+    for c in distinct_components(result.components):
         if c.name in ("target", "killzone"):
             continue
         lines.append(f"{_COMPONENT_NAMES.get(c.name, c.name)}: {c.detail}")
@@ -104,41 +157,87 @@ def _key_components(result: SignalResult, limit: int) -> list[str]:
     return lines
 
 
-def _signal_lines(s: Signal, tz: tzinfo | str | None) -> list[tuple[str, str, bool]]:
-    """(label, value, bold) rows shared by the HTML and the text form; values are raw (unescaped) strings."""
+def _signal_lines(
+    s: Signal,
+    tz: tzinfo | str | None,
+    *,
+    price: Callable[[float], str],
+    esc: Callable[[str], str],
+    verdict: Verdict | None,
+    now: float | None,
+) -> list[tuple[str, str, bool]]:
+    """(label, value, bold) rows shared by the HTML and the text form; ``price`` renders a price (``<code>`` in
+    HTML) and ``esc`` escapes every other dynamic string."""
     r1, r2, r3 = s.r_multiples
-    rows = [
-        ("Entry", _entry_text(s), True),
-        ("SL", f"{format_price(s.sl)} ({_pct(s.sl, s.entry)})", True),
-        ("TP1", f"{format_price(s.tp1)} ({r1:g}R)", True),
-        ("TP2", f"{format_price(s.tp2)} ({r2:g}R)", True),
-        ("TP3", f"{format_price(s.tp3)} ({r3:g}R)", True),
-        ("Confidence", _confidence_line(s), False),
-        ("Bias", _bias_line(s), False),
-    ]
-    if s.entry_model:
-        rows.append(("Model", s.entry_model.replace("_", " "), False))
-    rows.append(("Session", _SESSIONS.get(s.session, s.session or "outside killzones"), False))
-    rows.append(("Candle", format_time(s.time, tz), False))
+    rows = [("Entry", _entry_text(s, price), True)]
+    valid = _validity(s, tz)
+    if valid:
+        rows.append(("Valid", esc(valid), False))
+    if now is not None:
+        distance = _distance(s, now)
+        rows.append(("Price now", price(now) + (esc(f" · {distance}") if distance else ""), False))
+    rows.append(("SL", f"{price(s.sl)} ({_pct(s.sl, s.entry)})", True))
+    for label, level, r in (("TP1", s.tp1, r1), ("TP2", s.tp2, r2), ("TP3", s.tp3, r3)):
+        rows.append((label, f"{price(level)} ({_pct(level, s.entry)}, {r:g}R)", True))
+    if verdict is not None:
+        rows.append(("Probability", esc(probability_text(verdict)), False))
+    rows.append(("Bias", esc(_bias_line(s)), False))
+    if s.entry_model and verdict is None:  # with a verdict the setup line names the model
+        rows.append(("Model", esc(ENTRY_MODEL_NAMES.get(s.entry_model, s.entry_model.replace("_", " "))), False))
+    rows.append(("Session", esc(_SESSIONS.get(s.session, s.session or "outside killzones")), False))
+    rows.append(("Candle", esc(format_time(s.time, tz)), False))
     return rows
 
 
-def format_signal_html(result: SignalResult, tz: tzinfo | str | None = None, *, component_limit: int = 4) -> str:
-    """Short Telegram-HTML form (photo caption, < 1024 characters)."""
+def _code_price(value: float) -> str:
+    return f"<code>{html.escape(format_price(value))}</code>"
+
+
+def _tag(symbol: str) -> str:
+    """``#BTCUSDT``: a hashtag Telegram links (letters, digits and underscores only)."""
+    return "#" + "".join(ch for ch in symbol if ch.isalnum() or ch == "_")
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def format_signal_html(
+    result: SignalResult,
+    tz: tzinfo | str | None = None,
+    *,
+    verdict: Verdict | None = None,
+    tracking: str | None = None,
+    price: float | None = None,
+    component_limit: int = 4,
+) -> str:
+    """Short Telegram-HTML form (photo caption, < 1024 characters).
+
+    ``verdict``: the gate's verdict (probability and evidence lines); ``tracking``: the :func:`tracking_line`;
+    ``price``: the current price (shown with the entry's distance)."""
     e = html.escape
     if isinstance(result, NoTrade):
         text = _no_trade_html(result, tz, limit=3)
     else:
-        head = f"<b>{_arrow(result)} {e(result.symbol)} {e(result.timeframe)}</b>"
+        head = [f"<b>{_arrow(result)} {e(result.symbol)} {e(result.timeframe)}</b>"]
+        if tracking:
+            head.append(f"<i>{e(tracking)}</i>")
         rows = [
-            f"{e(label)}: <b>{e(value)}</b>" if bold else f"{e(label)}: {e(value)}"
-            for label, value, bold in _signal_lines(result, tz)
+            f"{e(label)}: <b>{value}</b>" if bold else f"{e(label)}: {value}"
+            for label, value, bold in _signal_lines(result, tz, price=_code_price, esc=e, verdict=verdict, now=price)
         ]
+        if verdict is not None:
+            rows.append(e(evidence_line(verdict)))
+        tail = [e(_tag(result.symbol))]
         comps = [f"• {e(line)}" for line in _key_components(result, component_limit)]
-        text = "\n".join([head, *rows, *(["<i>Key components</i>", *comps] if comps else [])])
+
+        def assemble() -> str:
+            return "\n".join([*head, *rows, *(["<i>Key components</i>", *comps] if comps else []), *tail])
+
+        text = assemble()
         while len(text) > CAPTION_LIMIT and comps:
             comps.pop()
-            text = "\n".join([head, *rows, *(["<i>Key components</i>", *comps] if comps else [])])
+            text = assemble()
     if len(text) > CAPTION_LIMIT:  # hostile or absurdly long input: whole lines only (each line's tags balance)
         kept = []
         for line in text.split("\n"):
@@ -165,8 +264,27 @@ def _no_trade_html(result: NoTrade, tz: tzinfo | str | None, *, limit: int) -> s
     return "\n".join(lines)
 
 
-def format_signal_details_html(result: SignalResult, tz: tzinfo | str | None = None) -> str:
-    """Long Telegram-HTML form: levels, confidence breakdown, every component with its levels, the features.
+def _reason_name(name: str) -> str:
+    return _REASON_NAMES.get(name, name.replace("_", " "))
+
+
+_REASON_NAMES = {  # engine.config.WEIGHTS keys as a trader reads them
+    "htf_alignment": "higher timeframes agree",
+    "structure": "structure break in the direction",
+    "entry_model": "entry model",
+    "zone_confluence": "zones overlapping the entry",
+    "liquidity_sweep": "opposite liquidity swept first",
+    "displacement": "displacement in the direction",
+    "premium_discount_ote": "entry in discount/premium and OTE",
+    "killzone": "inside a killzone",
+    "whale": "whale activity in the direction",
+}
+
+
+def format_signal_details_html(
+    result: SignalResult, tz: tzinfo | str | None = None, *, verdict: Verdict | None = None
+) -> str:
+    """Long Telegram-HTML form: levels, the evidence, the rule score's reasons, every component (readable text).
 
     May exceed one message; the Telegram sender splits below 4096 characters.
     """
@@ -174,23 +292,38 @@ def format_signal_details_html(result: SignalResult, tz: tzinfo | str | None = N
     if isinstance(result, NoTrade):
         return _no_trade_html(result, tz, limit=len(result.components))
     lines = [f"<b>{_arrow(result)} {e(result.symbol)} {e(result.timeframe)}</b> · <code>{e(result.id)}</code>"]
-    lines += [f"{e(label)}: {e(value)}" for label, value, _ in _signal_lines(result, tz)]
+    lines += [
+        f"{e(label)}: {value}"
+        for label, value, _ in _signal_lines(result, tz, price=_code_price, esc=e, verdict=verdict, now=None)
+    ]
+    if verdict is not None:
+        lines.append(e(evidence_line(verdict)))
     lines.append("")
-    lines.append(f"<b>Confidence breakdown</b> (rules {result.rule_confidence:.0f}/100)")
-    lines += [f"• {e(name.replace('_', ' '))}: +{points:g}" for name, points in result.confidence_breakdown]
+    lines.append(
+        f"<b>Confidence breakdown</b>: why the rules chose it (rule score {result.rule_confidence:.0f}/100, "
+        "not a probability)"
+    )
+    lines += [f"• {e(_reason_name(name))}: +{points:g}" for name, points in result.confidence_breakdown]
+    if result.ml_probability is not None:
+        lines.append(f"• ML model: {100 * result.ml_probability:.0f}% estimated chance of a win")
     lines.append("")
-    lines.append("<b>Components</b>")
-    lines += [f"• {e(_COMPONENT_NAMES.get(c.name, c.name))}: {e(c.detail)}" for c in result.components]
+    lines.append("<b>What the chart shows</b>")
+    lines += [
+        f"• {e(_COMPONENT_NAMES.get(c.name, c.name))}: {e(c.detail)}" for c in distinct_components(result.components)
+    ]
     if result.unavailable:
         lines.append(f"<i>Unavailable: {e(', '.join(result.unavailable))}</i>")
-    if result.features:
-        lines.append("")
-        lines.append("<b>Features</b>")
-        lines.append("<code>" + e(", ".join(f"{k}={v:g}" for k, v in result.features)) + "</code>")
     return "\n".join(lines)
 
 
-def format_signal_text(result: SignalResult, tz: tzinfo | str | None = None) -> str:
+def format_signal_text(
+    result: SignalResult,
+    tz: tzinfo | str | None = None,
+    *,
+    verdict: Verdict | None = None,
+    tracking: str | None = None,
+    price: float | None = None,
+) -> str:
     """Plain-text form for the terminal (no markup)."""
     if isinstance(result, NoTrade):
         lines = [f"NO TRADE {result.symbol} {result.timeframe} at {format_time(result.time, tz)}"]
@@ -205,10 +338,18 @@ def format_signal_text(result: SignalResult, tz: tzinfo | str | None = None) -> 
         return "\n".join(lines)
     direction = "LONG" if result.direction is TradeDirection.LONG else "SHORT"
     lines = [f"{direction} {result.symbol} {result.timeframe}  [{result.id}]"]
-    lines += [f"{label + ':':<12}{value}" for label, value, _ in _signal_lines(result, tz)]
-    lines.append("Confidence breakdown: " + ", ".join(f"{k} +{v:g}" for k, v in result.confidence_breakdown))
+    if tracking:
+        lines.append(tracking)
+    rows = _signal_lines(result, tz, price=format_price, esc=_same, verdict=verdict, now=price)
+    lines += [f"{label + ':':<13}{value}" for label, value, _ in rows]
+    if verdict is not None:
+        lines.append(evidence_line(verdict))
+    lines.append(
+        f"Rule score {result.rule_confidence:.0f}/100 (not a probability): "
+        + ", ".join(f"{_reason_name(k)} +{v:g}" for k, v in result.confidence_breakdown)
+    )
     lines.append("Components:")
-    lines += [f"  - {_COMPONENT_NAMES.get(c.name, c.name)}: {c.detail}" for c in result.components]
+    lines += [f"  - {_COMPONENT_NAMES.get(c.name, c.name)}: {c.detail}" for c in distinct_components(result.components)]
     if result.unavailable:
         lines.append(f"Unavailable: {', '.join(result.unavailable)}")
     return "\n".join(lines)

@@ -108,7 +108,8 @@ async def on_callback(update: Update, context: Ctx) -> None:
                 await answer("This signal is no longer in memory; send /signal again for fresh details.")
                 return
             await answer()
-            await reply(update, context, formatting.format_signal_details_html(result, svc.settings.tz))
+            details = formatting.format_signal_details_html(result, svc.settings.tz, verdict=svc.verdict(result))
+            await reply(update, context, details)
         elif kind == "set":
             await settings_button(update, context, action, rest[0])
             await answer("Saved.")

@@ -16,7 +16,7 @@ from telegram.ext import Application, ContextTypes
 import daily_reports
 import ml_engine
 import real_time_monitor
-from chat.commands import scan_symbols
+from chat.commands import pd_now, scan_symbols
 from chat.sender import Delivery, escape
 from chat.services import SERVICES_KEY, NotAvailable, Services, get_services
 from chat.tracking_commands import build_report
@@ -93,7 +93,7 @@ async def scan_now(application: Application, *, forced: bool = False) -> str:
     symbols = await asyncio.to_thread(scan_symbols, services)
     async with services.scan_lock:
         result = await asyncio.to_thread(scanner.run_scan, services, symbols, services.settings.auto_signal_timeframes)
-    services.last_scan = datetime.now(UTC)
+    services.last_scan = pd_now(services.market)  # the market's clock (the replay clock in sample mode)
     if services.store is not None:
         await asyncio.to_thread(services.store.set_state, "last_scan", services.last_scan.isoformat(timespec="seconds"))
     await drain_outbox(application)
@@ -148,6 +148,7 @@ async def retrain(svc: Services) -> str:
         report = await asyncio.to_thread(ml_engine.retrain, svc.settings)
     if svc.predictor is not None:
         await asyncio.to_thread(svc.predictor.load)
+    await asyncio.to_thread(svc.refresh_evidence, force=True)  # the gate reads the newest evidence.json
     if svc.store is not None:  # the outcome counter that triggers a retrain starts again
         await asyncio.to_thread(svc.store.set_state, "outcomes_since_train", "0")
     return report.text()

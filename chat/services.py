@@ -7,6 +7,10 @@ A service that can genuinely fail at start (market data construction, a locked `
 signal cache file, the ML model file) leaves its slot ``None`` with the reason in ``problems``: ``/health`` shows
 it and the commands that need it answer with that reason (:meth:`Services.require`). Everything else is always
 there.
+
+The out-of-sample evidence (``evidence.json``) is loaded at start into ``evidence`` and reloaded after a retrain
+and when ``/health`` finds the file changed (:meth:`Services.refresh_evidence`); :meth:`Services.verdict` is the
+gate's decision for a signal (``GATE``, :mod:`tracking.gate`).
 """
 
 from __future__ import annotations
@@ -24,13 +28,17 @@ from typing import Any
 
 from chat.sender import Sender
 from config import Settings
+from engine.signal_model import Signal
 from ict_signal_engine import EngineConfig
 from market.factory import create_market_data
 from market.source import MarketData
 from ml_predictor import MLPredictor
 from position_manager import PositionStore
 from signal_cache import SignalCache
+from store.evidence import EVIDENCE_FILE, Evidence, load_evidence
 from store.journal import Journal
+from store.storage import LoadStatus
+from tracking.gate import Gate, Verdict, gate_status, verdict
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +140,34 @@ class Services:
     cpu_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(max(2, os.cpu_count() or 2)))
     last_scan: datetime | None = None
     last_monitor: datetime | None = None
+    evidence: Evidence = field(default_factory=lambda: Evidence(None, {}, LoadStatus.MISSING))
+    evidence_mtime: float | None = None  # of evidence.json when it was loaded; None: no file
+
+    def verdict(self, signal: Signal) -> Verdict:
+        """The gate's decision and the honest numbers for ``signal`` (GATE with the loaded evidence)."""
+        return verdict(
+            signal, gate=self.settings.gate, evidence=self.evidence, min_confidence=self.settings.min_confidence
+        )
+
+    @property
+    def default_floor(self) -> float:
+        """The rule-score minimum of subscribers who set none: MIN_CONFIDENCE under GATE=confidence; otherwise
+        the gate alone decides (0)."""
+        return float(self.settings.min_confidence) if self.settings.gate == Gate.CONFIDENCE else 0.0
+
+    def gate_status(self) -> str:
+        return gate_status(self.settings.gate, self.evidence)
+
+    def refresh_evidence(self, *, force: bool = False) -> bool:
+        """Reload ``evidence.json`` when it changed since it was loaded (or always with ``force``); blocking file
+        I/O: call it in a thread. True when it was reloaded."""
+        mtime = evidence_mtime(self.data_dir)
+        if not force and mtime == self.evidence_mtime:
+            return False
+        self.evidence = load_evidence(self.data_dir)
+        self.evidence_mtime = mtime
+        logger.info("evidence loaded (%s): %s", self.evidence.status.value, self.gate_status())
+        return True
 
     @property
     def data_dir(self) -> Path:
@@ -212,7 +248,15 @@ def build_services(settings: Settings, *, mode: str, market: MarketData | None =
     attempt("journal", lambda: Journal(data))
     attempt("cache", lambda: SignalCache(data / "sent_signals_cache.json"))
     attempt("predictor", lambda: load_predictor(data))
+    services.refresh_evidence(force=True)
     return services
+
+
+def evidence_mtime(data: Path) -> float | None:
+    try:
+        return (data / EVIDENCE_FILE).stat().st_mtime
+    except OSError:
+        return None
 
 
 def load_predictor(data: Path) -> MLPredictor:

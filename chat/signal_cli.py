@@ -1,7 +1,9 @@
 """``python bot.py signal SYMBOL [TF] [--at TIME] [--chart FILE] [--json]``: one analysis from the terminal.
 
-Prints the plain-text signal (or "no trade" and why); ``--json`` prints exactly one JSON object
-(``result.to_json()``, documented in docs/engine.md) and nothing else on stdout; ``--chart FILE`` writes the PNG;
+Prints the plain-text signal (or "no trade" and why) with its setup's out-of-sample record and the gate's
+decision (``GATE`` with ``BOT_DATA_DIR/evidence.json``); ``--json`` prints exactly one JSON object
+(``result.to_json()``, documented in docs/engine.md, plus for a signal the gate's ``Verdict.to_json()``: ``setup``,
+``probability``, ``evidence``, ``broadcast``) and nothing else on stdout; ``--chart FILE`` writes the PNG;
 ``--at TIME`` analyses as of the candle closing at or before TIME (ISO 8601, UTC unless it carries an offset).
 Exit status: 0 success, 2 bad symbol/timeframe/time (one line on stderr), 1 market-data failure.
 """
@@ -14,11 +16,15 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from config import Settings
+from engine.signal_model import Signal
 from market.timeframes import parse_interval
+from store.evidence import load_evidence
+from tracking.gate import Verdict, verdict
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +57,14 @@ def _predictor(settings: Settings):
     except Exception:
         logger.warning("ML predictor unavailable; rule confidence only", exc_info=True)
         return None
+
+
+def gate_verdict(result: Any, settings: Settings) -> Verdict | None:
+    """The gate's verdict for a signal (None for a no-trade), with the evidence in BOT_DATA_DIR."""
+    if not isinstance(result, Signal):
+        return None
+    evidence = load_evidence(settings.bot_data_dir)
+    return verdict(result, gate=settings.gate, evidence=evidence, min_confidence=settings.min_confidence)
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
@@ -94,8 +108,12 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         print(f"signal: {exc}", file=sys.stderr)
         return 2 if at is not None else 1
     result = analysis.result
+    v = gate_verdict(result, settings)
     if args.json:
-        print(json.dumps(result.to_json(), ensure_ascii=False))
+        print(json.dumps({**result.to_json(), **(v.to_json() if v else {})}, ensure_ascii=False))
+    elif v is not None:
+        line = f"Gate ({settings.gate}): {'would broadcast' if v.broadcast else 'not broadcast'}: {v.reason}"
+        print(format_signal_text(result, settings.tz, verdict=v, tracking=line))
     else:
         print(format_signal_text(result, settings.tz))
     if args.chart:

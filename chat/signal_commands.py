@@ -17,7 +17,6 @@ from chat.commands import (
     BadInput,
     Ctx,
     chat_id_of,
-    fmt_price,
     parse_symbol,
     parse_timeframe,
     pd_now,
@@ -26,6 +25,7 @@ from chat.commands import (
 )
 from chat.sender import escape
 from chat.services import Services, get_services
+from engine.prices import format_price
 from market.source import InvalidIntervalError, InvalidSymbolError, MarketData, MarketDataError
 from tracking import scanner
 
@@ -74,19 +74,26 @@ async def run_signal(update: Update, context: Ctx, symbol: str, timeframe: str) 
         return
     result = analysis.result
     tz = svc.settings.tz
-    full_html = formatting.format_signal_html(result, tz)
     is_signal = getattr(result, "direction", None) is not None
     signal_id = result.id if is_signal else None
     markup = signal_keyboard(symbol, timeframe, signal_id)
+    png = await render_chart(svc, analysis)  # a no-trade gets its chart too: the structure that was seen
     if is_signal:
         svc.recent.put(result.id, result)
-    png = await render_chart(svc, analysis)  # a no-trade gets its chart too: the structure that was seen
+        v = svc.verdict(result)
+        price = await asyncio.to_thread(scanner.current_price, market, result)
+        # tracked first, so the requester's message can say "tracking as #12" (or why it is not tracked)
+        position_id, why_not = (
+            await track(context, svc, chat_id, result, v, price, png) if v.broadcast else (None, None)
+        )
+        line = formatting.tracking_line(v, position_id, why_not)
+        full_html = formatting.format_signal_html(result, tz, verdict=v, tracking=line, price=price)
+    else:
+        full_html = formatting.format_signal_html(result, tz)
     if png is None:
         await svc.sender.text(chat_id, full_html, reply_markup=markup)
     else:  # the sender moves a caption over 1024 characters into a follow-up message
         await svc.sender.photo(chat_id, png, full_html, reply_markup=markup)
-    if is_signal and result.confidence >= svc.settings.min_confidence:
-        await track(context, svc, chat_id, result, full_html, png)
 
 
 async def render_chart(svc: Services, analysis: ict_signal_engine.Analysis) -> bytes | None:
@@ -98,35 +105,46 @@ async def render_chart(svc: Services, analysis: ict_signal_engine.Analysis) -> b
         return None
 
 
-async def track(context: Ctx, svc: Services, chat_id: int, signal: Any, html_text: str, png: bytes | None) -> None:
-    """Track a requested signal at or above MIN_CONFIDENCE (scanner.track_signal: dedupe, position, journal,
-    broadcast). Alerts go to the requester and the eligible subscribers; the broadcast goes to the subscribers
-    but not to the requester, who already has the signal: their outbox copy is recorded as sent in the same
-    transaction (the scanner's per-chat dedupe key)."""
+async def track(
+    context: Ctx, svc: Services, chat_id: int, signal: Any, v: Any, price: float | None, png: bytes | None
+) -> tuple[int | None, str | None]:
+    """Track a requested signal the gate passes (scanner.track_signal: dedupe, position, journal, broadcast).
+
+    Alerts go to the requester and the eligible subscribers; the broadcast goes to the subscribers but not to
+    the requester, who gets the signal as the answer: their outbox copy is recorded as sent in the same
+    transaction (the scanner's per-chat dedupe key). Returns (position id, None) or (None, why not tracked)."""
     if svc.store is None:
-        return
+        return None, "position tracking is not available"
+
+    def message(position_id: int) -> str:
+        line = formatting.tracking_line(v, position_id)
+        return formatting.format_signal_html(signal, svc.settings.tz, verdict=v, tracking=line, price=price)
 
     def work() -> Any:
         store = svc.store
-        chats = scanner.recipients_for(store, signal, float(svc.settings.min_confidence))
+        chats = scanner.recipients_for(store, signal, svc.default_floor)
         chats = [chat_id, *[c for c in chats if c != chat_id]]
         now = pd_now(svc.market)
         with store.transaction():
-            own = store.enqueue(chat_id, html_text, None, kind="broadcast", dedupe_key=f"signal:{signal.id}:{chat_id}")
+            key = f"signal:{signal.id}:{chat_id}"
+            own = store.enqueue(chat_id, scanner.plain_signal_html(signal), None, kind="broadcast", dedupe_key=key)
             if own is not None:
                 store.mark_sent(own)
             return scanner.track_signal(
-                store, svc.cache, svc.journal, signal, chats, html_text=html_text, photo=png, now=now
+                store, svc.cache, svc.journal, signal, chats, html_text=message, photo=png, now=now
             )
 
     try:
         result = await asyncio.to_thread(work)
     except Exception:
         logger.exception("tracking signal %s failed", signal.id)
-        return
-    if getattr(result, "new", False):
-        logger.info("signal %s tracked for chat %s and %d subscriber message(s)", signal.id, chat_id, result.enqueued)
+        return None, "tracking failed (logged for the operator)"
     context.application.create_task(jobs.drain_outbox(context.application), name="outbox-after-signal")
+    if result.position is None:
+        return None, "a duplicate of a signal sent recently"
+    if result.new:
+        logger.info("signal %s tracked for chat %s and %d subscriber message(s)", signal.id, chat_id, result.enqueued)
+    return result.position.id, None
 
 
 async def cmd_market(update: Update, context: Ctx) -> None:
@@ -153,7 +171,7 @@ def market_line(svc: Services, market: MarketData, symbol: str, timeframe: str) 
     bias = " ".join(f"{escape(tf)} {_bias_icon(b)}" for tf, b in result.bias) or "-"
     zone = nearest_zone(result.components, price)
     change_text = "n/a" if math.isnan(change) else f"{change:+.2f}%"
-    return f"<b>{escape(symbol)}</b> {fmt_price(price)} ({change_text}) · {bias}" + (f" · {zone}" if zone else "")
+    return f"<b>{escape(symbol)}</b> {format_price(price)} ({change_text}) · {bias}" + (f" · {zone}" if zone else "")
 
 
 def _bias_icon(bias: str) -> str:
@@ -171,7 +189,7 @@ def nearest_zone(components: Any, price: float) -> str:
             continue
         distance = 0.0 if comp.bottom <= price <= comp.top else min(abs(price - comp.top), abs(price - comp.bottom))
         label = f"{comp.direction + ' ' if comp.direction else ''}{comp.name.replace('_', ' ')}"
-        text = f"nearest: {escape(label)} {fmt_price(comp.bottom)}–{fmt_price(comp.top)}"
+        text = f"nearest: {escape(label)} {format_price(comp.bottom)}–{format_price(comp.top)}"
         if best is None or distance < best[0]:
             best = (distance, text)
     return best[1] if best else ""

@@ -10,9 +10,10 @@ from telegram import Update
 
 import daily_reports
 import real_time_monitor
-from chat.commands import BadInput, Ctx, chat_id_of, fmt_duration, fmt_price, pd_now, reply, shown
+from chat.commands import BadInput, Ctx, chat_id_of, fmt_duration, pd_now, reply, shown
 from chat.sender import escape
 from chat.services import Services, get_services
+from engine.prices import format_price
 from market.source import MarketData
 from store import journal as journal_format
 
@@ -65,13 +66,13 @@ async def cmd_close(update: Update, context: Ctx) -> None:
     if not svc.settings.is_admin(user_id) and tuple(position.recipients) != (chat_id_of(update),):
         raise BadInput("This position is shared with all subscribers; only an admin can close it.", "/positions")
     price = float(await asyncio.to_thread(market.price, position.symbol))
-    now = datetime.now(UTC)
+    now = pd_now(market)  # the market's clock: the replay clock in sample mode, like the position's open
     closed = await asyncio.to_thread(real_time_monitor.close_and_journal, store, svc.journal, position.id, price, now)
     outcome = closed.outcome
     await reply(
         update,
         context,
-        f"✅ Closed #{closed.id} {escape(closed.symbol)} {escape(closed.timeframe)} at {fmt_price(price)}: "
+        f"✅ Closed #{closed.id} {escape(closed.symbol)} {escape(closed.timeframe)} at {format_price(price)}: "
         f"{outcome.r_multiple:+.2f}R ({outcome.pnl_pct:+.2f}%).",
     )
 
@@ -145,6 +146,8 @@ async def cmd_health(update: Update, context: Ctx) -> None:
     last_scan = _state(svc, "last_scan") or (svc.last_scan.isoformat(timespec="seconds") if svc.last_scan else None)
     paused = _state(svc, "paused") == "1"
     lines.append(f"Last scan: {escape(last_scan or 'never')}" + (" · scheduled signals PAUSED" if paused else ""))
+    await asyncio.to_thread(svc.refresh_evidence)  # a new `evaluate` run is picked up here
+    lines.append(escape(svc.gate_status()))
     jobs = context.job_queue.jobs() if context.bot_data.get("jobs") else ()
     if jobs:
         lines.append("Jobs:")

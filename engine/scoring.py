@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from engine.config import SESSIONS, WEIGHTS
 from engine.planning import EntryPlan, zones_at_entry
+from engine.prices import format_price
 from engine.signal_model import Component
 from engine.views import Snapshot, ZoneKind
 from ict_modules.core import Direction
@@ -137,10 +137,7 @@ def features_of(
 
 def fmt_price(price: float) -> str:
     """Compact price for component details (formatting.py renders the user-facing numbers)."""
-    if price <= 0 or not math.isfinite(price):
-        return str(price)
-    digits = max(2, 5 - math.floor(math.log10(price)))
-    return f"{price:,.{digits}f}"
+    return format_price(price)
 
 
 def components_of(

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine.prices import format_price
 from engine.signal_model import Signal, iso_utc
 from store.storage import LoadStatus, atomic_write_json, load_json
 from tracking.costs import DEFAULT_COSTS, Costs, Exit, trade_r
@@ -459,9 +460,7 @@ def format_journal_html(records: list[Mapping[str, Any]], *, n: int = 10, tz: st
 
 
 def _price(value: Any) -> str:
-    if not isinstance(value, int | float):
-        return "—"
-    return f"{value:,.2f}" if value >= 100 else f"{value:.6g}"
+    return format_price(value) if isinstance(value, int | float) else "—"
 
 
 def _local(text: Any, zone: ZoneInfo) -> str:

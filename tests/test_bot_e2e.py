@@ -425,7 +425,7 @@ async def test_signal_sends_a_png_chart_and_ordered_levels_then_buttons_work(tg,
     details = next(v for v in buttons.values() if v.startswith("sig|d|"))
     tg.press(details, user_id=USER, message=tg.last_message(USER))
     detail = await tg.wait_for("sendMessage", chat_id=USER, within=30)
-    assert "Confidence breakdown" in detail.text
+    assert "why the rules chose it" in detail.text and "Features" not in detail.text
     tg.press(f"sig|r|{symbol}|{tf}", user_id=USER, message=tg.last_message(USER))
     await tg.wait_for("sendPhoto", chat_id=USER, count=2, within=60)
     await tg.wait_for("answerCallbackQuery", count=2)
@@ -441,16 +441,16 @@ async def test_no_trade_is_a_chart_with_reasons_and_a_refresh_button(tg, bot):
     assert call.buttons() == [("🔄 Refresh", f"sig|r|{symbol}|{tf}")]
 
 
-async def test_requested_signal_above_threshold_is_tracked_and_broadcast_once(tg, tmp_path):
+async def test_requested_signal_the_gate_passes_is_tracked_and_broadcast_once(tg, tmp_path):
     from engine.signal_model import Signal
 
-    async with run_bot(tg, tmp_path, min_confidence=0.0) as application:
+    async with run_bot(tg, tmp_path, gate="off") as application:
         services = application.bot_data["services"]
         services.store.subscribe(OTHER)
         services.store.subscribe(USER)
         symbol, tf = pair_with("signal")
         tg.send_message(f"/signal {symbol} {tf}", user_id=USER)
-        await tg.wait_for("sendPhoto", chat_id=USER, within=60)
+        answer = await tg.wait_for("sendPhoto", chat_id=USER, within=60)
         results = list(services.recent._items.values())
         assert results and isinstance(results[-1], Signal)
         signal = results[-1]
@@ -458,6 +458,8 @@ async def test_requested_signal_above_threshold_is_tracked_and_broadcast_once(tg
         assert broadcast.files["photo"].startswith(PNG_MAGIC)
         position = services.store.get_by_signal(signal.id)
         assert position is not None and set(position.recipients) >= {USER, OTHER}
+        tracked = f"Tracking as #{position.id}, alerts will follow"
+        assert tracked in answer.text and tracked in broadcast.text and f"#{symbol}" in broadcast.text
         await outbox_marker(tg, application, USER)  # a second copy queued for the requester would arrive before it
         assert len(tg.calls("sendPhoto", chat_id=USER)) == 1  # the requester is not sent a second copy
         tg.send_message("/positions", user_id=USER)
@@ -720,3 +722,49 @@ async def test_a_message_in_flight_at_a_kill_is_not_sent_again_after_the_restart
         )
         assert sent_at is not None and "maybe delivered" in note  # settled at the start, recorded as such
     assert f"outbox message {in_flight} (alert to chat {USER}) was in flight" in caplog.text
+
+
+def evidence_for(signal, *, gated: bool) -> dict:
+    """An evidence.json whose only setup is ``signal``'s, passing the gate or not."""
+    from tracking.setups import setup_of
+
+    row = dict(trades=80, win_rate=0.4, tp1_rate=0.45, average_r=0.2 if gated else -0.1, ci_low=-0.05)
+    row.update(ci_high=0.45 if gated else 0.1, profit_factor=1.3 if gated else 0.9, gated=gated)
+    return {"period": {"start": "2024-01-01", "end": "2026-01-01"}, "setups": {setup_of(signal): row}}
+
+
+@pytest.mark.parametrize("gated", [True, False])
+async def test_the_evidence_gate_decides_what_a_scan_broadcasts(tg, tmp_path, gated):
+    """GATE=evidence (the default): a scan broadcasts the signal only when evidence.json passes its setup; the
+    message says it is tracked and shows the setup's record; otherwise nothing is sent and /health says why."""
+    import json
+
+    import ict_signal_engine
+
+    symbol, tf = pair_with("signal")
+    signal = ict_signal_engine.analyze(sample_market(), symbol, tf).result
+    (tmp_path / "evidence.json").write_text(json.dumps(evidence_for(signal, gated=gated)))
+    async with run_bot(tg, tmp_path, watchlist=(symbol,), auto_signal_timeframes=(tf,)) as application:
+        services = application.bot_data["services"]
+        assert services.settings.gate == "evidence"
+        services.store.subscribe(OTHER)
+        summary = await jobs.scan_now(application, forced=True)
+        await outbox_marker(tg, application, OTHER)
+        sent = [c for c in tg.calls(chat_id=OTHER) if c.method in ("sendPhoto", "sendMessage")]
+        position = services.store.get_by_signal(signal.id)
+        tg.send_message("/health", user_id=USER)
+        health = await tg.wait_for("sendMessage", chat_id=USER, where=lambda c: "Health" in c.text)
+    if gated:
+        assert position is not None and "1 new" in summary
+        assert len(sent) == 2 and sent[0].method == "sendPhoto"  # the signal, then the marker
+        text = sent[0].text
+        assert f"Tracking as #{position.id}, alerts will follow" in text and f"#{symbol}" in text
+        assert (
+            "80 past trades · TP1 hit 45% · avg +0.20 R net" in text and "Probability: TP1 before the stop 45%" in text
+        )
+        assert "/100" not in text and "<code>" in text
+        assert "Gate: evidence · broadcasting 1 setup(s)" in health.text
+    else:
+        assert position is None and "0 new" in summary and "1 not passed by the gate" in summary
+        assert len(sent) == 1  # the marker only
+        assert "no setup shows a positive out-of-sample net edge: nothing is broadcast" in health.text

@@ -15,6 +15,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Time
 from chat import account_commands, commands, glossary, handlers, jobs, sender, signal_commands, telegram_app
 from chat.services import RateLimiter, RecentResults
 from config import Settings
+from engine import prices
 
 # -- split_html ----------------------------------------------------------------------------------------------
 
@@ -198,10 +199,10 @@ def test_parse_timeframe():
 
 
 @pytest.mark.parametrize(
-    ("value", "text"), [(97123.456, "97,123.46"), (1.23456, "1.2346"), (0.0000123456, "0.000012346"), (None, "-")]
+    ("value", "text"), [(97123.456, "97,123.46"), (1.23456, "1.2346"), (0.0000123456, "0.000012346"), (None, "—")]
 )
-def test_fmt_price_scales_with_magnitude(value, text):
-    assert commands.fmt_price(value) == text
+def test_format_price_scales_with_magnitude(value, text):
+    assert prices.format_price(value) == text
 
 
 def test_apply_setting():

@@ -2,6 +2,7 @@
 
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -11,8 +12,12 @@ from chat.formatting import (
     format_signal_details_html,
     format_signal_html,
     format_signal_text,
+    tracking_line,
 )
 from engine.signal_model import Component, NoTrade, Signal, TradeDirection
+from store.evidence import Evidence
+from store.storage import LoadStatus
+from tracking.gate import verdict
 
 T = datetime(2025, 7, 1, 14, tzinfo=UTC)
 HOSTILE = "<b>&evil</b><script>"
@@ -74,7 +79,7 @@ def test_short_form_fits_a_caption_even_with_many_components():
     many = tuple(Component("fvg", "bullish FVG " + "x" * 120, "bullish", 1.0, 0.5) for _ in range(30))
     out = format_signal_html(signal(components=many), "UTC")
     assert len(out) <= CAPTION_LIMIT
-    assert "TP3" in out and "Confidence" in out
+    assert "TP3" in out and "#BTCUSDT" in out
     long_symbol = format_signal_html(signal(symbol="X" * 3000), "UTC")
     assert (
         len(long_symbol) <= CAPTION_LIMIT
@@ -86,14 +91,82 @@ def test_short_form_fits_a_caption_even_with_many_components():
 def test_signal_content():
     out = format_signal_html(signal(), "UTC")
     assert "LONG" in out and "BTCUSDT 1h" in out
-    assert "64,100.00 – 64,321.00" in out and "63,500.00" in out
-    assert "65,500.00 (1.81R)" in out and "67,000.00" in out
-    assert "72/100" in out and "1h ▲ bullish" in out and "1d • neutral" in out
+    assert "<code>64,100.00</code> – <code>64,321.00</code>" in out and "<code>63,500.00</code>" in out
+    assert "<code>65,500.00</code> (+2.01%, 1.81R)" in out and "<code>67,000.00</code> (+4.34%" in out
+    assert "1h ▲ bullish" in out and "1d • neutral" in out
     assert "New York AM" in out and "2025-07-01 14:00 UTC" in out
     assert "Sweep: sell-side liquidity swept at 63,900.00" in out
+    assert "Valid: 10 candles, until 2025-07-02 00:00 UTC" in out  # 10 one-hour candles after the signal candle
+    assert out.endswith("#BTCUSDT")
     details = format_signal_details_html(signal(ml_probability=0.7), "UTC")
-    assert "structure: +15" in details and "risk_atr=1.5" in details
-    assert "ML win prob. 70%" in details
+    assert "structure break in the direction: +15" in details and "rule score 72/100, not a probability" in details
+    assert "risk_atr" not in details  # readable reasons, not the feature vector
+    assert "ML model: 70%" in details
+
+
+def test_the_rule_score_is_not_shown_as_a_confidence():
+    for out in (format_signal_html(signal(), "UTC"), format_signal_text(signal(), "UTC")):
+        assert "Confidence" not in out and "72/100" not in out.split("Rule score")[0]
+
+
+EVIDENCE = Evidence(
+    {"start": "2024-01-01", "end": "2025-01-01"},
+    {
+        "sweep_mss/long/1h": dict(
+            trades=212, win_rate=0.3, tp1_rate=0.38, average_r=0.04, ci_low=-0.1, ci_high=0.18, gated=True
+        ),
+        "sweep_mss/short/1h": dict(
+            trades=12, win_rate=0.3, tp1_rate=0.5, average_r=0.3, ci_low=-0.5, ci_high=1.1, gated=False
+        ),
+    },
+    LoadStatus.OK,
+)
+
+
+def test_probability_and_evidence_lines_replace_the_score():
+    v = verdict(signal(), gate="evidence", evidence=EVIDENCE, min_confidence=60)
+    out = format_signal_html(signal(), "UTC", verdict=v, tracking=tracking_line(v, 12))
+    assert "<i>📌 Tracking as #12, alerts will follow</i>" in out
+    assert "Probability: TP1 before the stop 38%" in out
+    assert "Setup: sweep + MSS long, 1h · 212 past trades · TP1 hit 38% · avg +0.04 R net (−0.10…+0.18)" in out
+    short = signal(direction=TradeDirection.SHORT, sl=65000.0, tp1=63000.0, tp2=62000.0, tp3=61000.0)
+    v = verdict(short, gate="evidence", evidence=EVIDENCE, min_confidence=60)
+    text = format_signal_text(short, "UTC", verdict=v, tracking=tracking_line(v))
+    assert "Probability: not enough evidence" in text and "only 12 past trades: not enough evidence" in text
+    assert "Not tracked: fewer than 30 out-of-sample trades" in text
+
+
+def test_tracking_line():
+    passed = verdict(signal(), gate="evidence", evidence=EVIDENCE, min_confidence=60)
+    unknown = verdict(signal(timeframe="4h"), gate="evidence", evidence=EVIDENCE, min_confidence=60)
+    assert tracking_line(passed, 7) == "📌 Tracking as #7, alerts will follow"
+    assert tracking_line(passed) is None
+    assert tracking_line(passed, why_not="a duplicate") == "Not tracked: a duplicate"
+    assert tracking_line(unknown) == "Not tracked: no out-of-sample evidence for this setup yet"
+    assert tracking_line(None) is None
+
+
+def test_current_price_and_distance_to_the_entry():
+    out = format_signal_html(signal(), "UTC", price=64500.0)
+    assert "Price now: <code>64,500.00</code> · entry 0.45% below" in out
+    text = format_signal_text(signal(), "UTC", price=64000.0)
+    assert "entry 0.33% above" in text
+    market = signal(entry=64210.5, entry_low=64210.5, entry_high=64210.5)
+    assert "Valid" not in format_signal_text(market, "UTC")  # a market entry does not wait
+
+
+def test_one_zone_seen_by_two_detectors_is_listed_once():
+    comps = (
+        Component("fvg", "bullish FVG 64,100.00-64,321.00", "bullish", 64321.0, 64100.0),
+        Component("sibi_ssib", "bullish SSIB 64,100.00-64,321.00", "bullish", 64321.0, 64100.0),
+        Component("order_block", "bullish OB 63,900.00-64,000.00", "bullish", 64000.0, 63900.0),
+    )
+    for out in (
+        format_signal_html(signal(components=comps), "UTC"),
+        format_signal_details_html(signal(components=comps), "UTC"),
+        format_signal_text(signal(components=comps), "UTC"),
+    ):
+        assert "FVG" in out and "SSIB" not in out and "OB: bullish OB" in out
 
 
 def test_short_mirror_and_market_entry():
@@ -109,7 +182,7 @@ def test_short_mirror_and_market_entry():
     )
     out = format_signal_text(s, "UTC")
     assert out.startswith("SHORT BTCUSDT 1h")
-    assert "100.00 (market)" in out and "TP1:" in out and "(2R)" in out
+    assert "100.00 (market)" in out and "TP1:" in out and "(-4.00%, 2R)" in out
     assert "+2.00%" in out  # the stop of a short is above the entry
 
 
@@ -133,11 +206,38 @@ def test_no_trade_lists_reasons():
         (150.12345, "150.12"),
         (2.512345, "2.5123"),
         (0.00001234, "0.000012340"),
-        (None, "n/a"),
+        (83.1, "83.100"),
+        (84.37078066, "84.371"),
+        (9.99999, "10.000"),  # rounding to 5 digits moves the magnitude: still 5 significant digits
+        (None, "—"),
+        (float("nan"), "—"),
     ],
 )
 def test_price_by_magnitude(price, text):
     assert format_price(price) == text
+
+
+def test_one_price_formatter_everywhere():
+    """Captions, commands, alerts, the journal, component details and the recommendation render a price alike."""
+    import ict_80_alert_handler
+    import real_time_monitor
+    from engine import scoring
+    from store import journal
+
+    for value in (83.1, 84.37078066, 64210.5, 0.00001234):
+        shown = format_price(value)
+        assert real_time_monitor._p(value) == shown
+        assert journal._price(value) == shown
+        assert ict_80_alert_handler._price(value) == shown
+        assert scoring.fmt_price(value) == shown
+    root = Path(__file__).resolve().parents[1]
+    ad_hoc = re.compile(
+        r"\{[^{}]*:(?:,?\.\d+f|\.\d+g)\}\"? if (?:value|price)"  # the old "2 decimals above 100, else .6g"
+        r"|\{[^{}]*(?:price|level|entry|sl|tp\d)[^{}]*:\.6g\}"  # a price through .6g
+    )
+    sources = [*root.glob("*.py"), *root.glob("chat/*.py"), *root.glob("engine/*.py"), *root.glob("tracking/*.py")]
+    offenders = [p.name for p in sources if ad_hoc.search(p.read_text(encoding="utf-8"))]
+    assert offenders == []
 
 
 def test_html_uses_only_balanced_telegram_tags():

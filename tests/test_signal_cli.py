@@ -87,3 +87,21 @@ def test_market_data_failure_exit_1(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 1
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_json_adds_the_gate_verdict_with_the_setup_evidence(tmp_path):
+    """A signal's JSON carries exactly Verdict.to_json(): setup, probability, evidence (with the period), broadcast."""
+    record = dict(trades=212, win_rate=0.31, tp1_rate=0.38, average_r=0.04, ci_low=-0.1, ci_high=0.18, gated=True)
+    evidence = {"period": {"start": "2024-01-01", "end": "2025-12-31"}, "setups": {"sweep_mss/short/1h": record}}
+    (tmp_path / "evidence.json").write_text(json.dumps(evidence))
+    proc = run("BTCUSDT", "1h", "--at", "2026-02-03T08:00", "--json", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert set(data) >= KEYS | {"setup", "probability", "evidence", "broadcast"}
+    assert data["setup"] == "sweep_mss/short/1h" and data["broadcast"] is True and data["probability"] == 0.38
+    assert data["evidence"] == {**record, "period": evidence["period"]}
+    text = run("BTCUSDT", "1h", "--at", "2026-02-03T08:00", tmp_path=tmp_path).stdout
+    assert "Setup: sweep + MSS short, 1h · 212 past trades · TP1 hit 38%" in text and "would broadcast" in text
+    (tmp_path / "evidence.json").unlink()
+    data = json.loads(run("BTCUSDT", "1h", "--at", "2026-02-03T08:00", "--json", tmp_path=tmp_path).stdout)
+    assert data["evidence"] is None and data["probability"] is None and data["broadcast"] is False

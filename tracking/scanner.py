@@ -5,9 +5,11 @@ missed or overlapping runs coalesce); ``paused`` in the store skips it unless ``
 is analysed in turn, in the scan's thread, through ``ict_signal_engine.analyze``; its klines requests (entry and
 higher timeframes) are fetched ahead by ``concurrency`` threads (``market.prefetch``, default 6 in flight; 1 is
 serial) within Binance's request-weight budget (the client pauses every thread at 80% of 6,000 per minute); the
-results equal the serial scan's. A failure is logged and that pair skipped. A signal is broadcast when its confidence is
-at least ``MIN_CONFIDENCE`` and it is not a duplicate (:mod:`signal_cache`); each subscriber receives it only when
-their broadcasts are on and the confidence reaches their own minimum (``/settings``; default ``MIN_CONFIDENCE``).
+results equal the serial scan's. A failure is logged and that pair skipped. A signal is broadcast and tracked when
+the gate passes it (``gate``: a :class:`tracking.gate.Verdict` per signal; the bot passes its ``GATE`` with the
+loaded evidence, the default here is the rule-score threshold ``MIN_CONFIDENCE``) and it is not a duplicate
+(:mod:`signal_cache`); each subscriber receives it only when their broadcasts are on and the rule score reaches their
+own minimum (``/settings``; ``default_floor`` when they set none).
 
 :func:`track_signal` (scan and on-request ``/signal`` above the threshold): in ONE SQLite transaction the position
 is stored and the broadcast messages (text + chart) are put in the outbox, then the journal record is written and
@@ -29,14 +31,20 @@ from typing import Any
 import pandas as pd
 
 import ict_signal_engine
+from engine.prices import format_price
 from engine.signal_model import Signal
 from market.prefetch import FETCH_WORKERS, FrameKey, PrefetchingMarket
 from position_manager import OutboxKind, PositionStore
+from store.evidence import Evidence
+from store.storage import LoadStatus
+from tracking.gate import Gate, Verdict, verdict
 from tracking.state import Position
 
 logger = logging.getLogger(__name__)
 
 _SCAN_LOCK = threading.Lock()  # one scan at a time in this process
+NO_EVIDENCE = Evidence(None, {}, LoadStatus.MISSING)
+GateFn = Callable[[Signal], Verdict]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +61,7 @@ class ScanReport:
     finished_at: datetime
     pairs: int = 0  # (symbol, timeframe) analysed
     signals: int = 0  # Signal results
-    below_threshold: int = 0
+    below_threshold: int = 0  # not passed by the gate
     duplicates: int = 0
     tracked: int = 0
     broadcasts: int = 0  # outbox messages enqueued
@@ -65,7 +73,7 @@ class ScanReport:
         seconds = (self.finished_at - self.started_at).total_seconds()
         text = (
             f"Scan done in {seconds:.1f}s: {self.pairs} pairs, {self.signals} signals, {self.tracked} new "
-            f"({self.duplicates} duplicates, {self.below_threshold} below threshold), {self.broadcasts} messages"
+            f"({self.duplicates} duplicates, {self.below_threshold} not passed by the gate), {self.broadcasts} messages"
         )
         return text + (f", {len(self.errors)} failed" if self.errors else "")
 
@@ -88,17 +96,18 @@ def track_signal(
     signal: Signal | None = None,
     chat_ids: Iterable[int] = (),
     *,
-    html_text: str | None = None,
+    html_text: str | Callable[[int], str] | None = None,
     photo: bytes | None = None,
     notify: bool = True,
     now: datetime | None = None,
 ) -> TrackResult:
     """Track ``signal`` for ``chat_ids`` (the recipients of its alerts) unless it is a duplicate.
 
-    With ``notify`` the signal message (``html_text``, default a plain summary, plus ``photo``) is enqueued for each
-    chat; on-request ``/signal`` passes ``notify=False`` (the requester already has it). Also callable as
-    ``track_signal(services, signal, analysis)`` with the bot's services container: the requester-less form used
-    by the Telegram handlers (tracks for the broadcast recipients, enqueues to them).
+    With ``notify`` the signal message (``html_text``, or ``html_text(position_id)`` so it can name the position;
+    default a plain summary, plus ``photo``) is enqueued for each chat; on-request ``/signal`` passes
+    ``notify=False`` (the requester already has it). Also callable as ``track_signal(services, signal, analysis)``
+    with the bot's services container: the requester-less form used by the Telegram handlers (tracks for the
+    broadcast recipients, enqueues to them).
     """
     if _is_services(store):
         return _track_from_services(store, cache, journal)
@@ -107,13 +116,13 @@ def track_signal(
     if cache is not None and cache.is_duplicate(signal, moment):
         return TrackResult(None, False, 0)
     chats = list(dict.fromkeys(int(c) for c in chat_ids))
-    text = html_text or plain_signal_html(signal)
     enqueued = 0
     with store.transaction():
         existing = store.get_by_signal(signal.id)
         if existing is not None:
             return TrackResult(existing, False, 0)
         position = store.add(Position.from_signal(signal, recipients=chats, start=moment), signal=signal)
+        text = html_text(position.id) if callable(html_text) else html_text or plain_signal_html(signal)
         if notify:
             for chat in chats:
                 key = f"signal:{signal.id}:{chat}"
@@ -131,8 +140,8 @@ def plain_signal_html(signal: Signal) -> str:
     """A minimal signal message, used when the engine's formatter is unavailable."""
     return (
         f"<b>{html.escape(signal.symbol)} {html.escape(signal.timeframe)} {signal.direction.value.upper()}</b> "
-        f"({signal.confidence:.0f}%)\nEntry {signal.entry:.6g} · SL {signal.sl:.6g} · "
-        f"TP {signal.tp1:.6g} / {signal.tp2:.6g} / {signal.tp3:.6g}"
+        f"\nEntry {format_price(signal.entry)} · SL {format_price(signal.sl)} · "
+        f"TP {format_price(signal.tp1)} / {format_price(signal.tp2)} / {format_price(signal.tp3)}"
     )
 
 
@@ -157,16 +166,39 @@ def _render(analysis: Any, render_chart: Callable[[Any], bytes] | None) -> bytes
         return None
 
 
-def _format(signal: Signal, tz: str, format_html: Callable[..., str] | None) -> str:
-    try:
-        if format_html is None:
+def _format(
+    signal: Signal, tz: str, format_html: Callable[..., str] | None, v: Verdict, price: float | None
+) -> Callable[[int], str]:
+    """The message for the position once it has a number ("tracking as #12")."""
+
+    def text(position_id: int) -> str:
+        try:
+            if format_html is not None:
+                return format_html(signal, tz)
             from chat import formatting
 
-            format_html = formatting.format_signal_html
-        return format_html(signal, tz)
-    except Exception:
-        logger.exception("signal formatting failed; using the plain format")
-        return plain_signal_html(signal)
+            line = formatting.tracking_line(v, position_id)
+            return formatting.format_signal_html(signal, tz, verdict=v, tracking=line, price=price)
+        except Exception:
+            logger.exception("signal formatting failed; using the plain format")
+            return plain_signal_html(signal)
+
+    return text
+
+
+def confidence_gate(settings: Any) -> GateFn:
+    """The rule-score threshold (``GATE=confidence``), for callers without the bot's evidence."""
+    floor = float(getattr(settings, "min_confidence", 60.0))
+    return lambda signal: verdict(signal, gate=Gate.CONFIDENCE, evidence=NO_EVIDENCE, min_confidence=floor)
+
+
+def current_price(market: Any, signal: Signal) -> float | None:
+    """The live price for the message ("entry 0.4% below"); None (not shown) when the source cannot say."""
+    try:
+        return float(market.price(signal.symbol))
+    except Exception as exc:
+        logger.info("no current price for %s: %s", signal.symbol, exc)
+        return None
 
 
 def run_scan(
@@ -185,12 +217,16 @@ def run_scan(
     render_chart: Callable[[Any], bytes] | None = None,
     format_html: Callable[..., str] | None = None,
     concurrency: int | None = None,
+    gate: GateFn | None = None,
+    default_floor: float | None = None,
 ) -> ScanReport:
     """Scan ``symbols`` (default the watchlist) x ``timeframes`` (default AUTO_SIGNAL_TIMEFRAMES) once.
 
     ``concurrency``: klines requests in flight (default ``FETCH_WORKERS`` with the engine's analysis, 1 with an
-    injected ``analyze``, whose requests the scan cannot plan). Also callable as
-    ``run_scan(services, symbols, timeframes)`` with the bot's services container.
+    injected ``analyze``, whose requests the scan cannot plan). ``gate``: the verdict per signal (default
+    :func:`confidence_gate`); ``default_floor``: the rule-score minimum of subscribers without one (default
+    ``MIN_CONFIDENCE``). Also callable as ``run_scan(services, symbols, timeframes)`` with the bot's services
+    container, which passes its gate (``Services.verdict``) and floor.
     """
     if _is_services(market):
         svc = market
@@ -204,6 +240,8 @@ def run_scan(
             symbols=store,
             timeframes=cache,
             forced=True,  # the caller checked the pause state (the /scan command forces)
+            gate=svc.verdict,
+            default_floor=svc.default_floor,
         )
     started = datetime.now(UTC)
     if not _SCAN_LOCK.acquire(blocking=False):
@@ -230,6 +268,8 @@ def run_scan(
             render_chart=render_chart,
             format_html=format_html,
             started=started,
+            gate=gate or confidence_gate(settings),
+            default_floor=default_floor,
         )
         workers = concurrency or (FETCH_WORKERS if analyze is None else 1)
         if workers <= 1:
@@ -259,9 +299,11 @@ def _scan(
     render_chart: Callable[[Any], bytes] | None,
     format_html: Callable[..., str] | None,
     started: datetime,
+    gate: GateFn,
+    default_floor: float | None,
     step_done: Callable[[int], None] = lambda step: None,
 ) -> ScanReport:
-    min_conf = float(getattr(settings, "min_confidence", 60.0))
+    min_conf = float(getattr(settings, "min_confidence", 60.0)) if default_floor is None else default_floor
     tz = getattr(settings, "bot_timezone", "UTC")
     counts = dict(pairs=0, signals=0, below_threshold=0, duplicates=0, tracked=0, broadcasts=0)
     errors: list[str] = []
@@ -279,7 +321,9 @@ def _scan(
         if not isinstance(signal, Signal):
             continue
         counts["signals"] += 1
-        if signal.confidence < min_conf:
+        v = gate(signal)
+        if not v.broadcast:
+            logger.info("scan: %s not broadcast: %s", signal.id, v.reason)
             counts["below_threshold"] += 1
             continue
         moment = now or _market_now(market)
@@ -287,7 +331,7 @@ def _scan(
             counts["duplicates"] += 1
             continue
         chats = recipients_for(store, signal, min_conf)
-        text = _format(signal, tz, format_html)
+        text = _format(signal, tz, format_html, v, current_price(market, signal) if chats else None)
         photo = _render(analysis, render_chart) if chats and analysis is not signal else None
         result = track_signal(store, cache, journal, signal, chats, html_text=text, photo=photo, now=moment)
         if result.new:
@@ -314,12 +358,13 @@ def _is_services(obj: Any) -> bool:
 
 
 def _track_from_services(svc: Any, signal: Signal, analysis: Any) -> TrackResult:
-    """``/signal`` above the threshold, from the Telegram layer: broadcast to the eligible subscribers."""
-    settings = svc.settings
-    chats = recipients_for(svc.store, signal, float(settings.min_confidence))
-    if signal.confidence < float(settings.min_confidence):
+    """A requested signal the gate passes, from the Telegram layer: broadcast to the eligible subscribers."""
+    v = svc.verdict(signal)
+    if not v.broadcast:
         return TrackResult(None, False, 0)
+    chats = recipients_for(svc.store, signal, svc.default_floor)
     photo = _render(analysis, None) if chats and analysis is not None else None
-    text = _format(signal, settings.bot_timezone, None)
+    price = current_price(svc.market, signal) if svc.market is not None else None
+    text = _format(signal, svc.settings.bot_timezone, None, v, price)
     moment = _market_now(svc.market) if svc.market is not None else datetime.now(UTC)
     return track_signal(svc.store, svc.cache, svc.journal, signal, chats, html_text=text, photo=photo, now=moment)
