@@ -428,6 +428,23 @@ def test_a_tampered_payload_is_refused(trained_dir, tmp_path):
     assert read_model(trained_dir / "ml_model.pkl").estimator is not None  # the original loads
 
 
+def test_isotonic_calibrated_models_pass_the_allow_list(tmp_path):
+    import sklearn
+
+    from ml_predictor import FORMAT_VERSION
+    from research.ml_models import ISOTONIC_MIN, fit
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(ISOTONIC_MIN + 100, 3))
+    y = (rng.random(len(x)) < 1 / (1 + np.exp(-x[:, 0]))).astype(int)
+    model = fit(ModelKind.SINGLE, x, y)
+    assert model.method == "isotonic"
+    header = {"format": FORMAT_VERSION, "features": ["a", "b", "c"], "versions": {"sklearn": sklearn.__version__}}
+    ml_engine.save_model(tmp_path / "ml_model.pkl", header, model)
+    loaded = read_model(tmp_path / "ml_model.pkl")
+    assert loaded.problem == "" and np.allclose(loaded.estimator.predict_proba(x), model.predict_proba(x))
+
+
 def test_models_load_only_from_the_data_dir(trained_dir, tmp_path):
     (tmp_path / "ml_ensemble.pkl").symlink_to(trained_dir / "ml_ensemble.pkl")
     predictor = MLPredictor(tmp_path)
