@@ -9,7 +9,7 @@ are independent and picklable, so they run on a process pool or a Dask cluster (
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -88,25 +88,22 @@ class CandidateTask:
     end: datetime
 
 
-def _results(frames: dict[str, pd.DataFrame], timeframe: str, symbol: str, config: Any, first: int) -> Iterator:
-    """The engine's result at every entry bar from ``first`` on."""
-    prepared = engine.prepare(frames, timeframe=timeframe, config=config)
-    for i in range(first, len(frames[timeframe])):
-        yield i, engine.signal_at(prepared, i, symbol=symbol, config=config)[0]
-
-
 def run_task(
     task: CandidateTask, market: Any, setup_of: Callable[[Signal], str], config: Any = None
 ) -> list[Candidate]:
     """Every signal of ``task`` followed to its end (see the module docstring)."""
     config = config or engine.EngineConfig()
     start, end = pd.Timestamp(task.start), pd.Timestamp(task.end)
-    lookback = engine.CANDLES_PER_FRAME * 2
-    frames, _, _ = load_frames(market, task.symbol, task.timeframe, start=start, end=end, lookback=lookback)
+    lookback = engine.CANDLES_PER_FRAME * 2  # reaches every bar's window start (at most 749 candles back)
+    frames, _, missing = load_frames(market, task.symbol, task.timeframe, start=start, end=end, lookback=lookback)
     entry = CandleArrays.from_frame(frames[task.timeframe], task.timeframe)
     first = int(np.searchsorted(entry.close_ns, start.as_unit("ns").value, side="left"))
     out = []
-    for i, result in _results(frames, task.timeframe, task.symbol, config, first):
+    bars = range(first, len(entry))
+    results = engine.analyses_over(
+        frames, symbol=task.symbol, timeframe=task.timeframe, bars=bars, absent=missing, config=config
+    )
+    for i, result in results:
         if result.direction is None or entry.close_ns[i] >= end.as_unit("ns").value:
             continue
         chunks = _finest_chunks(market, task.symbol, task.timeframe, result, entry, end=end)
