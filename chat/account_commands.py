@@ -62,6 +62,7 @@ async def cmd_start(update: Update, context: Ctx) -> None:
     if svc.store is not None and chat_id is not None:
         await asyncio.to_thread(svc.store.subscribe, chat_id)
         lines.append("✅ You are subscribed to signal broadcasts (/unsubscribe to stop).")
+        lines.append(f"<i>{escape(svc.gate_status())}</i>")
     else:
         reason = svc.problems.get("store", "no chat")
         lines.append(f"Broadcasts are not available right now ({escape(reason)}).")
@@ -86,7 +87,8 @@ async def set_broadcasts(svc: Services, user_id: int, chat_id: int, on: bool) ->
 async def cmd_subscribe(update: Update, context: Ctx) -> None:
     svc = get_services(context)
     await set_broadcasts(svc, update.effective_user.id, chat_id_of(update), True)
-    await reply(update, context, "✅ Subscribed: you will receive new signals and alerts. /unsubscribe to stop.")
+    text = "✅ Subscribed: you will receive new signals and alerts. /unsubscribe to stop."
+    await reply(update, context, f"{text}\n<i>{escape(svc.gate_status())}</i>")
 
 
 async def cmd_unsubscribe(update: Update, context: Ctx) -> None:
@@ -101,14 +103,19 @@ SETTINGS_CONFIDENCES = (50, 60, 70, 80)
 SETTINGS_TIMEFRAMES = ("15m", "1h", "4h", "1d")
 
 
-def settings_text(prefs: UserPrefs, default_confidence: float) -> str:
-    conf = f"{prefs.min_confidence:g}%" if prefs.min_confidence is not None else f"{default_confidence:g}% (default)"
+def settings_text(prefs: UserPrefs, default_floor: float, gate_line: str = "") -> str:
+    """``default_floor``: the rule-score minimum of users who set none (Services.default_floor; 0 = none)."""
+    if prefs.min_confidence is not None:
+        floor = f"{prefs.min_confidence:g}"
+    else:
+        floor = f"{default_floor:g} (default)" if default_floor > 0 else "none (default)"
     return (
         "<b>Your settings</b>\n"
         f"Default timeframe: {escape(prefs.timeframe)}\n"
         f"Broadcasts: {'on' if prefs.broadcasts else 'off'}\n"
-        f"Minimum confidence of broadcasts: {conf}\n\n"
-        "Tap a button, or: /settings tf 4h · /settings broadcasts off · /settings confidence 70"
+        f"Minimum rule score of broadcasts (0-100, not a probability): {floor}\n"
+        + (f"<i>{escape(gate_line)}</i>\n" if gate_line else "")
+        + "\nTap a button, or: /settings tf 4h · /settings broadcasts off · /settings confidence 70"
     )
 
 
@@ -122,7 +129,7 @@ def settings_keyboard(prefs: UserPrefs) -> InlineKeyboardMarkup:
         callback_data=f"set|bc|{'off' if prefs.broadcasts else 'on'}",
     )
     conf_row = [
-        InlineKeyboardButton(("✓ " if prefs.min_confidence == c else "") + f"≥{c}%", callback_data=f"set|mc|{c}")
+        InlineKeyboardButton(("✓ " if prefs.min_confidence == c else "") + f"≥{c}", callback_data=f"set|mc|{c}")
         for c in SETTINGS_CONFIDENCES
     ]
     return InlineKeyboardMarkup([tf_row, [bc], conf_row])
@@ -162,7 +169,7 @@ async def cmd_settings(update: Update, context: Ctx) -> None:
         await asyncio.to_thread(save_prefs, svc, user.id, prefs)
         if prefs.broadcasts != before.broadcasts:
             await set_broadcasts(svc, user.id, chat_id_of(update), prefs.broadcasts)
-    await reply(update, context, settings_text(prefs, svc.settings.min_confidence), settings_keyboard(prefs))
+    await reply(update, context, settings_text(prefs, svc.default_floor, svc.gate_status()), settings_keyboard(prefs))
 
 
 async def settings_button(update: Update, context: Ctx, key: str, value: str) -> None:
@@ -177,7 +184,7 @@ async def settings_button(update: Update, context: Ctx, key: str, value: str) ->
         await svc.sender.edit(
             query.message.chat.id,
             query.message.message_id,
-            settings_text(prefs, svc.settings.min_confidence),
+            settings_text(prefs, svc.default_floor, svc.gate_status()),
             reply_markup=settings_keyboard(prefs),
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import httpx
@@ -13,7 +13,7 @@ import pytest
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
 from chat import account_commands, commands, glossary, handlers, jobs, sender, signal_commands, telegram_app
-from chat.services import RateLimiter, RecentResults
+from chat.services import RateLimiter, RecentResults, Services
 from config import Settings
 from engine import prices
 
@@ -331,7 +331,6 @@ def test_retry_after_seconds_accepts_int_and_timedelta():
 
 
 async def test_enough_new_outcomes_trigger_one_retrain(tmp_path):
-    from chat.services import Services
     from position_manager import PositionStore
 
     store = PositionStore(tmp_path / "positions.db")
@@ -369,3 +368,40 @@ def test_backup_holds_exactly_the_named_data_stores(tmp_path):
     (tmp_path / "sub" / "evidence.json").write_text("{}", encoding="utf-8")
     names = zipfile.ZipFile(io.BytesIO(admin_module.make_backup(tmp_path))).namelist()
     assert sorted(names) == ["bot_stats.json", "ml_model.pkl", "positions.db", "trading_journal.json"]
+
+
+def test_evidence_is_loaded_at_start_and_reloaded_when_the_file_changes(tmp_path):
+    import json
+    import os
+
+    from engine.signal_model import Signal, TradeDirection
+
+    settings = Settings(bot_data_dir=tmp_path, market_data="sample")
+    svc = Services(settings=settings, mode="telegram")
+    assert svc.refresh_evidence(force=True) and not svc.evidence.setups
+    assert "no evidence.json yet" in svc.gate_status() and svc.default_floor == 0.0
+    signal = Signal(
+        symbol="BTCUSDT", timeframe="1h", direction=TradeDirection.LONG, entry=100.0, entry_low=99.0,
+        entry_high=101.0, sl=98.0, tp1=103.0, tp2=104.0, tp3=106.0, time=datetime(2025, 7, 1, 14, tzinfo=UTC),
+        rule_confidence=90.0, entry_model="sweep_mss",
+    )  # fmt: skip
+    assert not svc.verdict(signal).broadcast  # GATE=evidence without evidence: nothing is broadcast
+    row = dict(trades=40, win_rate=0.4, tp1_rate=0.5, average_r=0.3, ci_low=0.01, ci_high=0.6, gated=True)
+    path = tmp_path / "evidence.json"
+    path.write_text(json.dumps({"period": {"start": "a", "end": "b"}, "setups": {"sweep_mss/long/1h": row}}))
+    os.utime(path, (1_000_000, 1_000_000))
+    assert svc.refresh_evidence()  # the file appeared
+    assert not svc.refresh_evidence()  # unchanged: not read again
+    assert svc.verdict(signal).broadcast and svc.verdict(signal).probability == 0.5
+    path.write_text(json.dumps({"setups": {"sweep_mss/long/1h": {**row, "gated": False}}}))
+    os.utime(path, (2_000_000, 2_000_000))
+    assert svc.refresh_evidence() and not svc.verdict(signal).broadcast
+    confidence = Services(settings=Settings(bot_data_dir=tmp_path, gate="confidence", min_confidence=70), mode="x")
+    assert confidence.default_floor == 70.0 and confidence.verdict(signal).broadcast
+
+
+def test_settings_text_names_the_rule_score_and_the_default_floor():
+    prefs = account_commands.UserPrefs()
+    text = account_commands.settings_text(prefs, 0.0, "Gate: evidence · no evidence.json yet")
+    assert "rule score" in text and "none (default)" in text and "%" not in text and "Gate: evidence" in text
+    assert "60 (default)" in account_commands.settings_text(prefs, 60.0)
