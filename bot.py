@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bt.add_argument("--equity", metavar="FILE", help="equity-curve PNG (default: BOT_DATA_DIR/backtest_equity.png)")
     bt.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    bt.add_argument("--fee", type=float, help="fee per side in percent (default FEE_PCT)")
+    bt.add_argument("--slippage", type=float, help="slippage in percent (default SLIPPAGE_PCT)")
+    bt.add_argument("--all-signals", action="store_true", help="every signal, not only those >= MIN_CONFIDENCE")
     bt.add_argument(
         "--fast", action="store_true", help="detectors once over the whole history (not the live 500-candle windows)"
     )
