@@ -6,6 +6,7 @@
     python bot.py backtest SYMBOL TF   replay history through the engine and position logic
     python bot.py evaluate SYMBOLS TFS walk-forward evidence per setup, net of costs (writes evidence.json)
     python bot.py train                train the ML models from the journal (--from-backtest for a cold start)
+    python bot.py --version            the version (also /version in Telegram)
 
 Exit status: 0 success, 2 bad arguments or configuration (one line on stderr), 1 runtime failure.
 """
@@ -17,6 +18,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from chat import __version__  # the package's __init__ only: no Telegram import
 from config import ConfigError, Settings
 
 logger = logging.getLogger("bot")
@@ -40,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 1)[1],
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"ICT Signal Bot {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     sub.add_parser("console", help="console mode: type bot commands in the terminal")
     sig = sub.add_parser("signal", help="analyse one symbol and print the signal or why there is none")

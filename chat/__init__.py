@@ -6,3 +6,5 @@ Inside, imports point down: ``telegram_app`` -> ``handlers`` (the command table,
 command families (``signal_commands``, ``account_commands``, ``admin_module`` at the root) -> ``jobs`` (outbox,
 scan, monitor, reports, retrain) -> ``tracking_commands`` -> ``commands`` (spec, guard, reply helpers) ->
 ``services`` and ``sender``."""
+
+__version__ = "0.1.0"  # the release (pyproject.toml's version; a test keeps them equal): /version, bot.py --version

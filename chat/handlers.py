@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import html
 import logging
 import math
+import platform
 import re
 
+import telegram
 from telegram import BotCommand, Update
 from telegram.constants import ChatType
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, TypeHandler, filters
 
 import admin_module
-from chat import formatting
+from chat import __version__, formatting
 from chat.account_commands import (
     cmd_explain,
     cmd_settings,
@@ -55,6 +58,15 @@ from chat.signal_commands import cmd_market, cmd_signal, run_signal
 from chat.tracking_commands import cmd_close, cmd_health, cmd_journal, cmd_positions, cmd_report, cmd_stats
 
 logger = logging.getLogger(__name__)
+
+
+def version_text() -> str:
+    runtime = f"Python {platform.python_version()} · python-telegram-bot {telegram.__version__}"
+    return f"ICT Signal Bot {__version__} · {runtime}"
+
+
+async def cmd_version(update: Update, context: Ctx) -> None:
+    await reply(update, context, html.escape(version_text()))
 
 
 async def cmd_help(update: Update, context: Ctx) -> None:
@@ -195,6 +207,7 @@ def command_table() -> tuple[CommandSpec, ...]:
             max_args=1,
         ),
         CommandSpec("health", cmd_health, "/health", "market data latency, last scan, jobs, database, model, uptime"),
+        CommandSpec("version", cmd_version, "/version", "the bot's version"),
         CommandSpec("subscribe", cmd_subscribe, "/subscribe", "receive broadcast signals and alerts"),
         CommandSpec("unsubscribe", cmd_unsubscribe, "/unsubscribe", "stop broadcasts"),
         CommandSpec(

@@ -768,3 +768,11 @@ async def test_the_evidence_gate_decides_what_a_scan_broadcasts(tg, tmp_path, ga
         assert position is None and "0 new" in summary and "1 not passed by the gate" in summary
         assert len(sent) == 1  # the marker only
         assert "no setup shows a positive out-of-sample net edge: nothing is broadcast" in health.text
+
+
+async def test_version_command(tg, bot):
+    from chat import __version__
+
+    tg.send_message("/version", user_id=USER)
+    call = await tg.wait_for("sendMessage", chat_id=USER)
+    assert call.text.startswith(f"ICT Signal Bot {__version__}")

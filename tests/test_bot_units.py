@@ -233,7 +233,7 @@ def test_command_table_covers_the_spec_and_is_consistent():
     names = [spec.name for spec in table]
     assert len(names) == len(set(names))
     user = {"start", "help", "signal", "market", "positions", "close", "stats", "journal", "report", "health"}
-    user |= {"subscribe", "unsubscribe", "settings", "explain"}
+    user |= {"subscribe", "unsubscribe", "settings", "explain", "version"}
     admin = {"admin", "broadcast", "pause", "resume", "scan", "train", "backup", "users", "watchlist"}
     assert {s.name for s in table if not s.admin} == user
     assert {s.name for s in table if s.admin} == admin
@@ -405,3 +405,18 @@ def test_settings_text_names_the_rule_score_and_the_default_floor():
     text = account_commands.settings_text(prefs, 0.0, "Gate: evidence · no evidence.json yet")
     assert "rule score" in text and "none (default)" in text and "%" not in text and "Gate: evidence" in text
     assert "60 (default)" in account_commands.settings_text(prefs, 60.0)
+
+
+def test_one_version_for_pyproject_bot_and_version_command(capsys):
+    import tomllib
+    from pathlib import Path
+
+    import bot
+    from chat import __version__
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    assert __version__ == pyproject["project"]["version"]
+    with pytest.raises(SystemExit) as done:
+        bot.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"ICT Signal Bot {__version__}"
+    assert handlers.version_text().startswith(f"ICT Signal Bot {__version__} · Python 3.")
