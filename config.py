@@ -44,6 +44,10 @@ class Settings:
     exit_plan: tuple[float, float, float] = DEFAULT_EXIT_PLAN  # percent closed at TP1, TP2, TP3
     gate: str = "evidence"  # what is broadcast and tracked: evidence | confidence | off (tracking.gate)
     dask_scheduler_address: str | None = None  # `evaluate` fans out to this Dask scheduler; None: local processes
+    telegram_webhook_url: str | None = None  # public https URL Telegram posts updates to; None: long polling
+    telegram_webhook_listen: tuple[str, int] = ("0.0.0.0", 8443)  # host and port the webhook server binds
+    telegram_webhook_secret: str | None = field(default=None, repr=False)  # checked on every posted update
+    broadcast_channel_id: int | None = None  # a channel/group the bot posts every broadcast signal to (as admin)
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
@@ -76,8 +80,12 @@ class Settings:
             try:
                 kwargs[name.lower()] = parse(raw)
             except (ValueError, KeyError) as exc:
-                shown = "***" if name == "TELEGRAM_BOT_TOKEN" else raw[:60]
+                shown = "***" if name in _SECRETS else raw[:60]
                 raise ConfigError(f"{name}={shown!r} is invalid: {exc}") from None
+        if kwargs.get("telegram_webhook_url") and not kwargs.get("telegram_webhook_secret"):
+            raise ConfigError(
+                "TELEGRAM_WEBHOOK_SECRET is required with TELEGRAM_WEBHOOK_URL (1-256 characters: A-Z a-z 0-9 _ -)"
+            )
         return cls(**kwargs)
 
 
@@ -180,6 +188,31 @@ def _scheduler(raw: str) -> str:
     return raw
 
 
+def _webhook_url(raw: str) -> str:
+    if not re.fullmatch(r"https://[^\s/:]+(?::\d{1,5})?(/[^\s]*)?", raw):
+        raise ValueError("expected the public https URL Telegram posts to, e.g. https://bot.example.com/telegram")
+    return raw
+
+
+def _listen(raw: str) -> tuple[str, int]:
+    host, _, port = raw.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError("expected HOST:PORT, e.g. 0.0.0.0:8443")
+    return host.strip("[]"), int(port)
+
+
+def _secret(raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", raw):
+        raise ValueError("expected 1-256 characters from A-Z a-z 0-9 _ - (Telegram's rule for secret tokens)")
+    return raw
+
+
+def _channel(raw: str) -> int:
+    if not re.fullmatch(r"-\d{5,20}", raw):
+        raise ValueError("expected the channel's numeric id, e.g. -1001234567890 (channels and groups are negative)")
+    return int(raw)
+
+
 def _zone(raw: str) -> str:
     try:
         ZoneInfo(raw)
@@ -213,4 +246,9 @@ _PARSERS = {
     "EXIT_PLAN": parse_exit_plan,
     "GATE": _choice("evidence", "confidence", "off"),
     "DASK_SCHEDULER_ADDRESS": _scheduler,
+    "TELEGRAM_WEBHOOK_URL": _webhook_url,
+    "TELEGRAM_WEBHOOK_LISTEN": _listen,
+    "TELEGRAM_WEBHOOK_SECRET": _secret,
+    "BROADCAST_CHANNEL_ID": _channel,
 }
+_SECRETS = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET")  # never echoed in an error

@@ -138,3 +138,47 @@ def test_bad_gate_or_scheduler_names_the_variable_in_one_line(name, value):
         Settings.from_env({name: value}, dotenv=None)
     message = str(err.value)
     assert message.startswith(f"{name}=") and "\n" not in message
+
+
+def test_webhook_and_channel_settings():
+    s = Settings.from_env({}, dotenv=None)
+    assert s.telegram_webhook_url is None and s.telegram_webhook_listen == ("0.0.0.0", 8443)
+    assert s.broadcast_channel_id is None
+    env = {
+        "TELEGRAM_WEBHOOK_URL": "https://bot.example.com/tg/hook",
+        "TELEGRAM_WEBHOOK_LISTEN": "127.0.0.1:9000",
+        "TELEGRAM_WEBHOOK_SECRET": "s3cret_-X",
+        "BROADCAST_CHANNEL_ID": "-1001234567890",
+    }
+    s = Settings.from_env(env, dotenv=None)
+    assert s.telegram_webhook_url == "https://bot.example.com/tg/hook" and s.telegram_webhook_listen == (
+        "127.0.0.1",
+        9000,
+    )
+    assert s.telegram_webhook_secret == "s3cret_-X" and "s3cret" not in repr(s)
+    assert s.broadcast_channel_id == -1001234567890
+    with pytest.raises(ConfigError) as err:  # a webhook without a secret would accept anyone's posts
+        Settings.from_env({"TELEGRAM_WEBHOOK_URL": "https://bot.example.com/hook"}, dotenv=None)
+    assert str(err.value).startswith("TELEGRAM_WEBHOOK_SECRET is required")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TELEGRAM_WEBHOOK_URL", "http://bot.example.com/hook"),
+        ("TELEGRAM_WEBHOOK_LISTEN", "8443"),
+        ("TELEGRAM_WEBHOOK_LISTEN", "0.0.0.0:99999"),
+        ("TELEGRAM_WEBHOOK_SECRET", "has space"),
+        ("BROADCAST_CHANNEL_ID", "@mychannel"),
+    ],
+)
+def test_bad_webhook_or_channel_names_the_variable_in_one_line(name, value):
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env(
+            {name: value, "TELEGRAM_WEBHOOK_SECRET": "ok"} if name != "TELEGRAM_WEBHOOK_SECRET" else {name: value},
+            dotenv=None,
+        )
+    message = str(err.value)
+    assert message.startswith(f"{name}=") and "\n" not in message
+    if name == "TELEGRAM_WEBHOOK_SECRET":
+        assert value not in message
