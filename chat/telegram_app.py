@@ -6,8 +6,10 @@ the same application with a local request object instead of HTTP, so both modes 
 Lifecycle: :func:`build_application` registers the handlers from the one command table; ``post_init`` builds the
 services in a worker thread (the ML model loads off the event loop), installs the :class:`sender.Sender`,
 registers the command menu and schedules the jobs (:mod:`chat.jobs`); ``post_shutdown`` closes the services.
-:func:`running` is the async context manager that starts and stops polling (used by :func:`main` and the
-end-to-end tests).
+:func:`running` is the async context manager that starts and stops the updates (used by :func:`main` and the
+end-to-end tests): long polling, or with ``TELEGRAM_WEBHOOK_URL`` a webhook server (PTB's ``start_webhook``, the
+``webhooks`` extra) bound to ``TELEGRAM_WEBHOOK_LISTEN`` that serves the URL's path and refuses (403) every post
+without the ``TELEGRAM_WEBHOOK_SECRET`` header; ``setWebhook`` registers the URL and the secret with Telegram.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from telegram import Update
 from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError, TimedOut
@@ -263,14 +266,18 @@ async def running(
     """Initialise, run post_init, start polling and the application; undo all of it on exit."""
     stop = application.bot_data.setdefault("stop_event", asyncio.Event())
     await application.initialize()
+    settings = application.bot_data.get("settings")
     try:
         await post_init(application)
-        await application.updater.start_polling(
-            timeout=poll_timeout,
-            poll_interval=poll_interval,
-            allowed_updates=Update.ALL_TYPES,
-            error_callback=polling_error_callback(application),
-        )
+        if settings is not None and settings.telegram_webhook_url:
+            await start_webhook(application, settings)
+        else:
+            await application.updater.start_polling(
+                timeout=poll_timeout,
+                poll_interval=poll_interval,
+                allowed_updates=Update.ALL_TYPES,
+                error_callback=polling_error_callback(application),
+            )
         await application.start()
         try:
             yield application
@@ -283,6 +290,22 @@ async def running(
             await post_shutdown(application)
     finally:
         await application.shutdown()
+
+
+async def start_webhook(application: Application, settings: Settings) -> None:
+    """Serve the webhook URL's path on TELEGRAM_WEBHOOK_LISTEN and register URL and secret with Telegram."""
+    host, port = settings.telegram_webhook_listen
+    path = urlparse(settings.telegram_webhook_url).path.strip("/")
+    await application.updater.start_webhook(
+        listen=host,
+        port=port,
+        url_path=path,
+        webhook_url=settings.telegram_webhook_url,
+        secret_token=settings.telegram_webhook_secret,
+        allowed_updates=Update.ALL_TYPES,
+        bootstrap_retries=3,
+    )
+    logger.info("webhook: serving /%s on %s:%d for %s", path, host, port, settings.telegram_webhook_url)
 
 
 def say(line: str) -> None:

@@ -3,9 +3,10 @@
 The real python-telegram-bot talks to it over HTTP through ``base_url`` (``TELEGRAM_API_BASE_URL``). It answers
 getMe, getUpdates (long polling over updates the test injects: messages, edited messages, callback queries),
 sendMessage, sendPhoto, sendDocument (multipart: the file bytes are kept), editMessageText,
-editMessageReplyMarkup, answerCallbackQuery, setMyCommands, getMyCommands, deleteWebhook, sendChatAction, in
-Telegram's JSON shapes. Faults can be injected per method (429 with ``parameters.retry_after``, 409 Conflict,
-403 Forbidden, 400 ...). Every call is recorded for assertions.
+editMessageReplyMarkup, answerCallbackQuery, setMyCommands, getMyCommands, setWebhook, deleteWebhook,
+sendChatAction, in Telegram's JSON shapes; in webhook mode it posts updates to the URL the bot registered
+(:meth:`FakeTelegram.post_to_webhook`). Faults can be injected per method (429 with
+``parameters.retry_after``, 409 Conflict, 403 Forbidden, 400 ...). Every call is recorded for assertions.
 
     with FakeTelegram() as tg:
         settings = Settings(telegram_bot_token=tg.token, telegram_api_base_url=tg.base_url, ...)
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
+
+import httpx
 
 DEFAULT_TOKEN = "123456:TEST-fake-token-abcdefghijklmnop"
 LONG_POLL_CAP_SECONDS = 0.5  # getUpdates waits at most this long for an update (keeps shutdown fast)
@@ -189,6 +192,20 @@ class FakeTelegram:
             message["edit_date"] = message["date"] + 5
             return self._push({"edited_message": message})
         return self._push({"message": message})
+
+    async def post_to_webhook(self, text: str, *, user_id: int, secret: str | None = None) -> tuple[int, int]:
+        """Post a user's message to the webhook the bot registered (``setWebhook``: its url and secret_token), as
+        Telegram does instead of answering getUpdates; ``secret`` replaces the registered one. Returns (HTTP
+        status, update id)."""
+        registered = self.calls("setWebhook")
+        assert registered, "the bot has not called setWebhook"
+        params = registered[-1].params
+        token = params.get("secret_token") if secret is None else secret
+        update = {"update_id": next(self._update_ids), "message": self.message(text, user_id=user_id)}
+        headers = {"X-Telegram-Bot-Api-Secret-Token": token} if token else {}
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(params["url"], json=update, headers=headers, timeout=10)
+        return answer.status_code, update["update_id"]
 
     def press(self, data: str, *, user_id: int, message: dict[str, Any] | None = None) -> str:
         """Inject a callback query (a button press) on ``message`` (default: a minimal bot message)."""

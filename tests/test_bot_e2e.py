@@ -776,3 +776,34 @@ async def test_version_command(tg, bot):
     tg.send_message("/version", user_id=USER)
     call = await tg.wait_for("sendMessage", chat_id=USER)
     assert call.text.startswith(f"ICT Signal Bot {__version__}")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_webhook_mode_serves_posted_updates_and_refuses_a_wrong_secret(tg, tmp_path):
+    """TELEGRAM_WEBHOOK_URL: the bot registers its URL and secret (setWebhook) instead of polling; an update
+    posted with the secret is answered, one with a wrong or missing secret is refused (403) and never handled."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/tg/hook"  # config requires https; Settings built directly for the local test
+    overrides = dict(telegram_webhook_url=url, telegram_webhook_listen=("127.0.0.1", port))
+    async with run_bot(tg, tmp_path, telegram_webhook_secret="right-Secret_1", **overrides):
+        registered = tg.calls("setWebhook")[-1].params
+        assert registered["url"] == url and registered["secret_token"] == "right-Secret_1"
+        assert not tg.calls("getUpdates")  # no polling in webhook mode
+        status, _ = await tg.post_to_webhook("/help", user_id=OTHER, secret="wrong")
+        assert status == 403
+        status, _ = await tg.post_to_webhook("/help", user_id=OTHER, secret="")
+        assert status == 403
+        status, _ = await tg.post_to_webhook("/version", user_id=USER)
+        assert status == 200
+        call = await tg.wait_for("sendMessage", chat_id=USER, within=30)
+        assert "ICT Signal Bot" in call.text
+        status, _ = await tg.post_to_webhook("/start", user_id=USER)
+        await tg.wait_for("sendMessage", chat_id=USER, where=lambda c: "Welcome" in c.text, within=30)
+        assert not tg.calls(chat_id=OTHER)  # the refused posts were never handled
