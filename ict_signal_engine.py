@@ -341,7 +341,7 @@ def _group_results(
     config: EngineConfig,
 ) -> Iterator[tuple[int, SignalResult]]:
     """One ``prepare`` over the windows of the group's last bar, read at every bar of the group."""
-    last = closes[group[-1]]
+    last = closes[max(group)]  # the latest bar: its windows hold every bar of the group
     windows, empty = analysis_frames(frames, timeframe, last, indexes=indexes)
     missing = unavailable_names(higher, (*absent, *empty))
     prep = prepare(windows, timeframe=timeframe, config=config)

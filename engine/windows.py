@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 
 from engine.registry import close_ns_of
-from market.timeframes import INTERVAL_MS, candle_open_time, window_start
+from market.timeframes import INTERVAL_MS, window_start
 
 WINDOW_LOOKBACK = 500  # closed candles an analysis reads at least
 WINDOW_BLOCK = 250  # the window start moves in steps of this many candles
+DAY_MS = 86_400_000
 WINDOW_FETCH = WINDOW_LOOKBACK + WINDOW_BLOCK  # candles to request so that any window is covered (at most 749)
 
 
@@ -32,9 +33,17 @@ def candle_numbers(index: pd.DatetimeIndex, tf: str) -> np.ndarray:
 
 
 def first_unclosed(close_time: pd.Timestamp, tf: str) -> int:
-    """Number of the first ``tf`` candle not yet closed at ``close_time``."""
-    opened = pd.DatetimeIndex([candle_open_time(close_time, tf)])
-    return int(candle_numbers(opened, tf)[0])
+    """Number of the first ``tf`` candle not yet closed at ``close_time`` (the candle containing that moment, as
+    ``market.timeframes.candle_open_time`` aligns it; integer arithmetic, it runs once per bar in a backtest)."""
+    ms = pd.Timestamp(close_time).value // 1_000_000
+    if tf == "1M":
+        moment = pd.Timestamp(close_time)
+        return (moment.year - 1970) * 12 + moment.month - 1
+    if tf == "1w":
+        day = ms // DAY_MS
+        monday = day - (day + 3) % 7  # 1970-01-01 was a Thursday
+        return monday * DAY_MS // INTERVAL_MS["1w"]
+    return ms // INTERVAL_MS[tf]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pytest
 
 import ict_signal_engine as eng
 from engine.windows import analysis_frames, candle_numbers, first_unclosed
-from market.timeframes import INTERVAL_MS, interval_timedelta, window_start
+from market.timeframes import INTERVAL_MS, candle_open_time, interval_timedelta, window_start
 from tests.helpers import sample_candles
 
 
@@ -27,6 +27,15 @@ def test_candle_numbers_count_from_the_epoch():
     assert first_unclosed(pd.Timestamp("1970-01-01 08:00", tz="UTC"), "4h") == 2
     months = pd.DatetimeIndex(["1970-01-01", "1971-03-01"], tz="UTC")
     assert candle_numbers(months, "1M").tolist() == [0, 14]
+
+
+def test_first_unclosed_agrees_with_the_binance_alignment():
+    rng = random.Random(7)
+    moments = [pd.Timestamp(rng.randrange(0, 1_800_000_000_000), unit="ms", tz="UTC") for _ in range(400)]
+    moments += list(pd.date_range("2024-01-01", periods=40, freq="7D", tz="UTC"))  # aligned on every interval
+    for tf in INTERVAL_MS:
+        for t in moments:
+            assert first_unclosed(t, tf) == candle_numbers(pd.DatetimeIndex([candle_open_time(t, tf)]), tf)[0]
 
 
 class Market:
