@@ -34,6 +34,7 @@ from telegram.request import BaseRequest, RequestData
 
 from chat import telegram_app
 from chat.sender import strip_html
+from chat.services import get_services
 from config import Settings
 from market.sample_source import offline_fallback
 
@@ -218,9 +219,13 @@ async def run_console(settings: Settings, lines: Any, out: TextIO, *, interactiv
     )
     factory = UpdateFactory()
     await application.initialize()
+    await application.start()  # running: tasks the handlers create (the outbox drain) are tracked and awaited
     try:
         await telegram_app.post_init(application)
         out.write("ICT Signal Bot console. Type /help, e.g. /signal BTCUSDT 1h; /quit to leave.\n")
+        notice = demo_watchlist_notice(settings, get_services(application).market)
+        if notice:
+            out.write(notice + "\n")
         out.flush()
         while True:
             line = await next_line(lines, prompt="> " if interactive else None)
@@ -243,9 +248,21 @@ async def run_console(settings: Settings, lines: Any, out: TextIO, *, interactiv
             await application.process_update(Update.de_json(data, application.bot))
             await settle(application)
     finally:
+        await application.stop()
         await telegram_app.post_shutdown(application)
         await application.shutdown()
     return 0
+
+
+def demo_watchlist_notice(settings: Settings, market: Any) -> str | None:
+    """One line when the sample data lacks watchlist symbols: the demo scans the bundled ones."""
+    if settings.market_data != "sample" or market is None:
+        return None
+    bundled = market.symbols()
+    missing = [s for s in settings.watchlist if s not in bundled]
+    if not missing:
+        return None
+    return f"Demo watchlist: {', '.join(bundled)} (the bundled data; {', '.join(missing)} not in it)."
 
 
 async def settle(application: Any) -> None:

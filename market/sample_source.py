@@ -31,6 +31,7 @@ import pandas as pd
 
 from ict_modules.core import OHLCV, validate_candles
 from market.source import (
+    InvalidIntervalError,
     InvalidSymbolError,
     MarketDataError,
     checked_interval,
@@ -49,8 +50,15 @@ DEFAULT_RUNWAY = pd.Timedelta(days=7)
 PING_TIMEOUT_SECONDS = 3.0
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
 
+DEMO_INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d", "1w")
+
 Clock = Callable[[], pd.Timestamp]
 Span = tuple[pd.Timestamp, pd.Timestamp]
+
+
+class NoSampleInterval(InvalidIntervalError):
+    """The sample data has no candles of this interval at the clock's time (waiting will not help): the message
+    names the intervals it has then. A bad-input error, not a transient market-data failure."""
 
 
 # ---------------------------------------------------------------- files
@@ -299,7 +307,7 @@ class SampleSource:
                 start = self._start or default_start(self.data_spans())
                 logger.info("sample replay clock starts at %s (speed %g)", format_time(start), self._speed)
                 self._clock = replay_clock(start, self._speed)
-        return to_utc(self._clock())
+        return to_utc(self._clock()).floor("us")  # whole µs: to_pydatetime() would warn about nanoseconds
 
     def data_spans(self) -> dict[str, Span]:
         """``symbol -> (first open, last close)`` over all the symbol's files."""
@@ -333,6 +341,8 @@ class SampleSource:
             return (chosen if limit is None else chosen.iloc[:limit]).copy()
         span = series.span_closing(boundary)  # the latest candle must be in the data: never a stale window
         if span is None:
+            if end is None:  # "now" is outside this interval's data: say what the demo has now
+                raise self._no_interval(series, symbol, interval, now)
             raise self._no_data(series, symbol, interval, f"closing at {format_time(boundary)}")
         return series.candles[(index >= span[0]) & (index < boundary)].iloc[-limit:].copy()
 
@@ -341,6 +351,18 @@ class SampleSource:
         return MarketDataError(
             f"No sample data for {symbol} {interval} candles {when}; "
             f"the data covers {series.describe()} (set SAMPLE_START inside it)"
+        )
+
+    def intervals_at(self, symbol: str, at: object | None = None) -> list[str]:
+        """The :data:`DEMO_INTERVALS` whose latest candle at ``at`` (default now) is in the data."""
+        at = self.now() if at is None else to_utc(at)
+        return [i for i in DEMO_INTERVALS if self.series(symbol, i).span_closing(candle_open_time(at, i)) is not None]
+
+    def _no_interval(self, series: Series, symbol: str, interval: str, now: pd.Timestamp) -> NoSampleInterval:
+        has = self.intervals_at(symbol, now)
+        return NoSampleInterval(
+            f"No sample data for {symbol} {interval} candles at {format_time(now)}; the data covers "
+            f"{series.describe()}; {symbol} has {', '.join(has) or 'no timeframe'} there (MARKET_DATA=sample)"
         )
 
     def finest_interval(self, symbol: str, start: object) -> str:

@@ -47,3 +47,78 @@ def test_offline_backtest_falls_back_to_the_bundled_data(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert sum("Binance is unreachable" in line for line in proc.stderr.splitlines()) == 1
     assert proc.stdout.lstrip().startswith("{")
+
+
+# ---------------------------------------------------------------- the demo's timeframes
+
+
+def test_demo_timeframes_for_every_bundled_symbol():
+    import pandas as pd
+    import pytest
+
+    from market.sample_source import NoSampleInterval, SampleSource
+
+    now = pd.Timestamp("2026-04-09 00:00", tz="UTC")  # the console's default replay start
+    market = SampleSource(ROOT / "data" / "sample", clock=lambda: now)
+    for symbol in market.symbols():
+        for tf in ("1h", "4h", "1d"):
+            assert market.klines(symbol, tf, 10).index[-1] < now, (symbol, tf)
+    for symbol in ("BTCUSDT", "ETHUSDT"):  # 15m files; SOLUSDT has no data finer than 1h anywhere
+        assert len(market.klines(symbol, "15m", 10)) == 10
+    with pytest.raises(NoSampleInterval, match=r"SOLUSDT has 1h, 2h, 4h, 6h, 12h, 1d, 1w there"):
+        market.klines("SOLUSDT", "15m", 10)
+    with pytest.raises(NoSampleInterval, match=r"covers 2025-05-31.*BTCUSDT has 15m, 30m, 1h"):
+        market.klines("BTCUSDT", "1m", 10)
+    back_then = SampleSource(ROOT / "data" / "sample", clock=lambda: pd.Timestamp("2025-07-01", tz="UTC"))
+    assert len(back_then.klines("BTCUSDT", "3m", 10)) == 10  # finer where the data allows: 1m resampled
+
+
+def run_console(tmp_path: Path, script: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bot.py"), "console"],
+        input=script,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        cwd=tmp_path,
+        env={
+            **{
+                k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "MARKET_", "BINANCE_", "SAMPLE_"))
+            },
+            "BOT_DATA_DIR": str(tmp_path / "data"),
+            "MARKET_DATA": "sample",
+            "SAMPLE_DATA_DIR": str(ROOT / "data" / "sample"),
+            "PYTHONIOENCODING": "utf-8",
+            **env,
+        },
+        timeout=300,
+    )
+
+
+def test_a_timeframe_the_demo_lacks_names_the_ones_it_has(tmp_path):
+    proc = run_console(tmp_path, "/signal BTCUSDT 1m\n/signal SOLUSDT 15m\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "BTCUSDT has 15m, 30m, 1h" in proc.stdout and "SOLUSDT has 1h, 2h, 4h" in proc.stdout
+    assert "try again" not in proc.stdout
+    # the default WATCHLIST names BNBUSDT and XRPUSDT: the demo scans the bundled symbols and says so once
+    assert proc.stdout.count("Demo watchlist: BTCUSDT, ETHUSDT, SOLUSDT (the bundled data; BNBUSDT, XRPUSDT") == 1
+
+
+# ---------------------------------------------------------------- a clean session on one clock
+
+
+def test_console_session_has_no_warnings_and_one_clock(tmp_path):
+    """/signal tracks a position (confidence gate, threshold 0), /close closes it on the market's clock so the
+    daily report (market time) counts it, /health shows the last scan in market time; no warning anywhere."""
+    script = (
+        "/start\n/signal SOLUSDT 4h\n/positions\n/close 1\n/scan\n/positions\n/report\n/health\n/signal BTCUSDT 1h\n"
+    )
+    proc = run_console(tmp_path, script, SAMPLE_START="2026-02-10T08:00:00Z", MIN_CONFIDENCE="0", GATE="confidence")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert "SOLUSDT 4h SHORT #1" in proc.stdout  # tracked (the outbox drain ran while the app was running)
+    assert "Closed #1" in proc.stdout
+    assert "Expired without entry: 1" in proc.stdout  # closed at 2026-02-10 (market), inside the report's day
+    assert "Last scan: 2026-02-10T08:0" in proc.stdout
+    assert not [line for line in out.splitlines() if "Warning" in line or "WARNING" in line], out
+    assert "Traceback" not in out
