@@ -16,11 +16,12 @@ from telegram.ext import Application, ContextTypes
 import daily_reports
 import ml_engine
 import real_time_monitor
+from chat import channel
 from chat.commands import pd_now, scan_symbols
 from chat.sender import Delivery, escape
 from chat.services import SERVICES_KEY, NotAvailable, Services, get_services
 from chat.tracking_commands import build_report
-from position_manager import PositionStore
+from position_manager import OutboxKind, PositionStore
 from tracking import scanner
 
 logger = logging.getLogger(__name__)
@@ -56,10 +57,16 @@ async def drain_outbox(application: Application) -> int:
                 if not await asyncio.to_thread(services.store.mark_sending, item.id):
                     continue  # dropped meanwhile (the chat blocked the bot)
                 photo = item.photo or await asyncio.to_thread(read_photo, item.photo_path)
+                to_channel = item.chat_id == services.settings.broadcast_channel_id
+                reply_to = None
+                if to_channel and item.kind == OutboxKind.ALERT:
+                    reply_to = await asyncio.to_thread(channel.reply_target, services.store, item.html)
                 if photo:
                     result = await services.sender.photo(item.chat_id, photo, item.html)
                 else:
-                    result = await services.sender.text(item.chat_id, item.html)
+                    result = await services.sender.text(item.chat_id, item.html, reply_to=reply_to)
+                if to_channel and item.kind == OutboxKind.BROADCAST and result.message_ids:
+                    await asyncio.to_thread(channel.remember_post, services.store, item.html, result.message_ids)
                 if result.settled:  # maybe-delivered counts: a resend could duplicate it
                     note = None if result.ok else f"maybe delivered ({result.reason[:200]})"
                     await asyncio.to_thread(services.store.mark_sent, item.id, note)

@@ -123,7 +123,7 @@ async def track(
     def work() -> Any:
         store = svc.store
         chats = scanner.recipients_for(store, signal, svc.default_floor)
-        chats = [chat_id, *[c for c in chats if c != chat_id]]
+        chats = [chat_id, *[c for c in chats if c != chat_id], *scanner.broadcast_channel(svc.settings)]
         now = pd_now(svc.market)
         with store.transaction():
             key = f"signal:{signal.id}:{chat_id}"

@@ -807,3 +807,32 @@ async def test_webhook_mode_serves_posted_updates_and_refuses_a_wrong_secret(tg,
         status, _ = await tg.post_to_webhook("/start", user_id=USER)
         await tg.wait_for("sendMessage", chat_id=USER, where=lambda c: "Welcome" in c.text, within=30)
         assert not tg.calls(chat_id=OTHER)  # the refused posts were never handled
+
+
+async def test_broadcast_channel_gets_each_signal_once_and_alerts_as_replies(tg, tmp_path):
+    """BROADCAST_CHANNEL_ID: the scan's signal is posted to the channel once (a second scan adds nothing), the
+    channel is a recipient of the position, and an alert to it is a reply to that post."""
+    import real_time_monitor
+    from position_manager import OutboxKind
+    from tracking.state import EventKind, PositionEvent
+
+    channel = -1001234567890
+    symbol, tf = pair_with("signal")
+    overrides = dict(watchlist=(symbol,), auto_signal_timeframes=(tf,), gate="off", broadcast_channel_id=channel)
+    async with run_bot(tg, tmp_path, **overrides) as application:
+        services = application.bot_data["services"]
+        await jobs.scan_now(application, forced=True)
+        post = await tg.wait_for("sendPhoto", chat_id=channel, within=60)
+        assert "Tracking as #" in post.text
+        position = next(iter(services.store.list_open()))
+        assert channel in position.recipients
+        await jobs.scan_now(application, forced=True)  # the same signal again: a duplicate, not re-posted
+        event = PositionEvent(EventKind.FILLED, "FILLED", position.opened_at, position.entry)
+        alert = real_time_monitor.format_event_html(position, event)
+        services.store.enqueue(channel, alert, kind=OutboxKind.ALERT, dedupe_key="test-alert")
+        await jobs.drain_outbox(application)
+        reply = await tg.wait_for("sendMessage", chat_id=channel, within=30)
+        await outbox_marker(tg, application, channel)
+    post_id = next(m for m in tg._state.sent.values() if m["chat"]["id"] == channel and "photo" in m)["message_id"]
+    assert reply.params["reply_parameters"]["message_id"] == post_id  # PTB 22 sends reply_parameters
+    assert len(tg.calls("sendPhoto", chat_id=channel)) == 1

@@ -420,3 +420,16 @@ def test_one_version_for_pyproject_bot_and_version_command(capsys):
         bot.main(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.strip() == f"ICT Signal Bot {__version__}"
     assert handlers.version_text().startswith(f"ICT Signal Bot {__version__} · Python 3.")
+
+
+def test_channel_reads_the_position_from_the_bots_own_texts():
+    """The broadcast channel links an alert to its signal post through the texts the bot renders: the signal's
+    tracking line and the monitor's alert title (a change of either format breaks this test, not the channel)."""
+    from chat import channel, formatting
+    from tracking.gate import Verdict
+
+    verdict = Verdict("sweep_mss/long/1h", None, None, True, "the gate is off")
+    assert channel.signal_position(formatting.tracking_line(verdict, 42)) == 42
+    assert channel.signal_position(formatting.tracking_line(verdict, why_not="a duplicate")) is None
+    assert channel.alert_position("✅ <b>BTCUSDT 1h LONG</b> #7: entry filled at 64,210.50") == 7
+    assert channel.alert_position("📢 maintenance at 18:00") is None

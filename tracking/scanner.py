@@ -78,6 +78,12 @@ class ScanReport:
         return text + (f", {len(self.errors)} failed" if self.errors else "")
 
 
+def broadcast_channel(settings: Any) -> list[int]:
+    """``BROADCAST_CHANNEL_ID`` as a recipient (every broadcast signal and its alerts; chat.channel), or none."""
+    channel = getattr(settings, "broadcast_channel_id", None)
+    return [int(channel)] if channel else []
+
+
 def recipients_for(store: PositionStore, signal: Signal, default_min_confidence: float) -> list[int]:
     """Subscribers whose broadcasts are on and whose minimum confidence the signal reaches."""
     out = []
@@ -330,7 +336,7 @@ def _scan(
         if cache is not None and cache.is_duplicate(signal, moment):
             counts["duplicates"] += 1
             continue
-        chats = recipients_for(store, signal, min_conf)
+        chats = recipients_for(store, signal, min_conf) + broadcast_channel(settings)
         text = _format(signal, tz, format_html, v, current_price(market, signal) if chats else None)
         photo = _render(analysis, render_chart) if chats and analysis is not signal else None
         result = track_signal(store, cache, journal, signal, chats, html_text=text, photo=photo, now=moment)
@@ -362,7 +368,7 @@ def _track_from_services(svc: Any, signal: Signal, analysis: Any) -> TrackResult
     v = svc.verdict(signal)
     if not v.broadcast:
         return TrackResult(None, False, 0)
-    chats = recipients_for(svc.store, signal, svc.default_floor)
+    chats = recipients_for(svc.store, signal, svc.default_floor) + broadcast_channel(svc.settings)
     photo = _render(analysis, None) if chats and analysis is not None else None
     price = current_price(svc.market, signal) if svc.market is not None else None
     text = _format(signal, svc.settings.bot_timezone, None, v, price)
