@@ -17,7 +17,8 @@ Two-stage evaluation, so the backtest can compute the detectors once and read th
 ``signal_at(prepared, bar, symbol=..., config=...)`` reads only what was known at the close of entry bar ``bar``
 (objects with ``confirmed_at <= bar``, state changes ``*_at <= bar``, higher-timeframe candles closed by then).
 By the detectors' causality convention ``signal_at(prepare(frames), k)`` equals ``generate_signal`` over the
-frames cut at bar ``k`` (tested).
+frames cut at bar ``k`` (tested). ``analyses_over`` applies this to the block-aligned windows (``engine.windows``):
+one ``prepare`` per block of bars, each result equal to ``analyze`` at that bar.
 """
 
 from __future__ import annotations

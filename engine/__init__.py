@@ -2,7 +2,9 @@
 
 - ``signal_model``: ``Signal`` / ``NoTrade``, validated on construction (every layer imports it).
 - ``config``: ``EngineConfig`` (the rules' tunables) and the confidence ``WEIGHTS``.
-- ``registry``: the detector table (function references into ``ict_modules``), ``prepare`` and ``Prepared``.
+- ``registry``: the detector table (function references into ``ict_modules``), ``prepare`` and ``Prepared``;
+  ``indicators``: what ``prepare`` computes once per frame for every detector (the ATR).
+- ``windows``: the block-aligned window rule, which closed candles an analysis at a given moment reads.
 - ``views`` / ``tables``: the engine's neutral view of detector output (zones, levels, structure marks, the
   ``Snapshot`` type) and the arrays that read it as known at a bar.
 - ``snapshot``: ``snapshot_at``, every step's input at one bar.
