@@ -463,10 +463,21 @@ def env_example_problems(text: str, known: set[str]) -> list[str]:
     return problems
 
 
-def test_env_example_names_only_variables_config_reads():
+def example_names(text: str) -> set[str]:
+    return {m[1] for line in text.splitlines() if (m := EXAMPLE_LINE.match(line.strip()))}
+
+
+def table_names(text: str) -> set[str]:
+    return set(re.findall(r"^\|\s*`([A-Z][A-Z0-9_]+)`", text, flags=re.MULTILINE))
+
+
+def test_env_example_names_only_variables_config_reads_and_all_of_them():
     known = known_env()
     assert {"TELEGRAM_BOT_TOKEN", "ADMIN_IDS", "BOT_DATA_DIR", "WATCHLIST"} <= known
-    assert env_example_problems(ENV_EXAMPLE.read_text(encoding="utf-8"), known) == []
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    assert env_example_problems(text, known) == []
+    assert known - example_names(text) == set(), "config.py reads these; add them to .env.example"
+    assert example_names("# A_B=1\nC_D=2\n# just a comment\n") == {"A_B", "C_D"}
 
 
 def test_env_example_checks_fire():
@@ -517,10 +528,27 @@ def test_self_hosting_page_claims_only_what_exists():
     assert doc_problems(text, known_env(), commands) == []
     for name in ("Dockerfile", "compose.yaml", "deploy/ict-signal-bot.service", ".env.example", "CHANGELOG.md"):
         assert name in text and (ROOT / name).is_file(), name
+    assert known_env() - table_names(text) == set(), "config.py reads these; document them in docs/self-hosting.md"
+    assert set(backup_files()) - table_names_lower(text) == set(), "/backup sends these; list them in the table"
+
+
+def backup_files() -> tuple[str, ...]:
+    """The stores /backup sends: admin_module.BACKUP_FILES."""
+    for node in ast.walk(ast.parse((ROOT / "admin_module.py").read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "BACKUP_FILES" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError("admin_module has no BACKUP_FILES")
+
+
+def table_names_lower(text: str) -> set[str]:
+    """File names in the first column of the page's tables (`positions.db`, `ml_model.pkl`, `ml_ensemble.pkl`)."""
+    return {n for cell in re.findall(r"^\|([^|]+)\|", text, flags=re.MULTILINE) for n in re.findall(r"`([^`]+)`", cell)}
 
 
 def test_doc_checks_fire():
     known, commands = known_env(), command_names()
+    assert table_names("| `A_B` | x |\n| `c` |\ntext `D_E`") == {"A_B"}
+    assert table_names_lower("| `a.db` | x `b.json` |\n| `c.pkl`, `d.pkl` | y |") == {"a.db", "c.pkl", "d.pkl"}
     assert doc_problems("| `NOT_A_SETTING` | 0.1 | fees |", known, commands)
     assert not doc_problems("| `NOT_A_SETTING` | 0.1 | planned: fees |", known, commands)
     assert doc_problems("send `/nosuchcommand` to the bot", known, commands)
