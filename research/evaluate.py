@@ -106,6 +106,10 @@ def evaluate(settings: Settings, request: Request, *, scheduler: str | None = No
     }
     control = twins(oos, ws, market, entries, request.costs, end=request.end, seed=seed)
     gated = [t for t in oos if t.gated]
+
+    def fixed_stream(variant: str, plan) -> list[OosTrade]:
+        return [t for w in ws for t in oos_trades(candidates, fixed(w, variant_named(variant), plan), request.costs)]
+
     setups = [_setup_row(name, trades, control) for name, trades in by_setup(oos).items()]
     return {
         "period": {"start": _iso(request.start), "end": _iso(request.end)},
@@ -120,12 +124,13 @@ def evaluate(settings: Settings, request: Request, *, scheduler: str | None = No
         "all": {"stats": stats_of(oos), **_edge(oos, control)},
         "gated": {"trades": [trade_json(t) for t in gated], "stats": stats_of(gated), **_edge(gated, control)},
         "baseline": {"seed": seed, "stats": stats_of(control)},
-        "reference": {
-            name: stats_of(
-                [t for w in ws for t in oos_trades(candidates, fixed(w, variant_named(v), plan), request.costs)]
-            )
-            for name, v, plan in REFERENCES
-        },
+        "reference": {name: stats_of(fixed_stream(v, plan)) for name, v, plan in REFERENCES},
+        # every variant x plan held fixed over all test windows: descriptive only, never used to choose
+        "fixed": [
+            {"variant": v.name, "exit_plan": list(plan), **stats_of(fixed_stream(v.name, plan))}
+            for v in VARIANTS
+            for plan in EXIT_PLANS
+        ],
         "calibration": calibration(oos),
         "choices": [_choice_json(ch) for ch in choices],
         "variants_tried": len(VARIANTS) * len(EXIT_PLANS),
@@ -134,10 +139,6 @@ def evaluate(settings: Settings, request: Request, *, scheduler: str | None = No
         ],
         "seconds": round(time.perf_counter() - started, 1),
     }
-
-
-def _fixed_stream(candidates: Sequence[Candidate], ws: Sequence, variant: str, plan, costs: Costs) -> list[OosTrade]:
-    return [t for w in ws for t in oos_trades(candidates, fixed(w, variant_named(variant), plan), costs)]
 
 
 def _twins_of(trades: Sequence[OosTrade], control: Sequence[OosTrade]) -> list[float]:
