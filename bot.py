@@ -2,6 +2,7 @@
 
     python bot.py                      Telegram bot when TELEGRAM_BOT_TOKEN is set, else console mode
     python bot.py console              console mode: the bot's commands typed in the terminal
+    python bot.py console --replay     the demo on its own: the bundled market an hour a minute, signals and alerts
     python bot.py signal SYMBOL [TF]   one analysis (--at TIME, --chart FILE, --json)
     python bot.py backtest SYMBOL TF   replay history through the engine and position logic
     python bot.py evaluate SYMBOLS TFS walk-forward evidence per setup, net of costs (writes evidence.json)
@@ -44,7 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"ICT Signal Bot {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    sub.add_parser("console", help="console mode: type bot commands in the terminal")
+    con = sub.add_parser("console", help="console mode: type bot commands in the terminal")
+    con.add_argument(
+        "--replay",
+        nargs="?",
+        type=float,
+        const=60.0,
+        metavar="SPEED",
+        help="replay demo: the bundled market SPEED times fast (default 60: an hour a minute), scans and alerts run",
+    )
     sig = sub.add_parser("signal", help="analyse one symbol and print the signal or why there is none")
     sig.add_argument("symbol", help="Binance symbol, e.g. BTCUSDT")
     sig.add_argument("timeframe", nargs="?", default="1h", help="Binance interval (default 1h)")

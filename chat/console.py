@@ -27,16 +27,18 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TextIO
 
 from telegram import Update
 from telegram.request import BaseRequest, RequestData
 
-from chat import telegram_app
+from chat import jobs, telegram_app
 from chat.sender import strip_html
 from chat.services import get_services
 from config import Settings
 from market.sample_source import offline_fallback
+from store.evidence import load_evidence
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ BOT_USER = {
     "supports_inline_queries": False,
 }
 QUIT = {"/quit", "/exit", "quit", "exit"}
+REPLAY_START = "2026-04-07T09:30:00+00:00"  # a busy morning in the bundled data: signals, fills, stops within hours
+MIN_JOB_SECONDS = 0.5  # the replay's jobs run at most this often in real time, whatever the speed
 
 
 class ConsoleRequest(BaseRequest):
@@ -210,8 +214,15 @@ def console_settings(settings: Settings, out: TextIO) -> Settings:
     return offline_fallback(settings, lambda line: out.write(line + "\n"))
 
 
-async def run_console(settings: Settings, lines: Any, out: TextIO, *, interactive: bool = False) -> int:
-    """Process ``lines`` (an iterator of strings, or None to read stdin) through the bot's handlers."""
+async def run_console(
+    settings: Settings, lines: Any, out: TextIO, *, interactive: bool = False, replay: float | None = None
+) -> int:
+    """Process ``lines`` (an iterator of strings, or None to read stdin) through the bot's handlers.
+
+    ``replay``: the replay demo at that speed (:func:`replay_settings`, :func:`replay_jobs`)."""
+    if replay is not None:
+        settings, first_line = replay_settings(settings, replay)
+        out.write(first_line + "\n")
     settings = console_settings(settings, out)
     request = ConsoleRequest(out, settings.bot_data_dir / "charts", settings.bot_data_dir / "console")
     application = telegram_app.build_application(
@@ -220,6 +231,7 @@ async def run_console(settings: Settings, lines: Any, out: TextIO, *, interactiv
     factory = UpdateFactory()
     await application.initialize()
     await application.start()  # running: tasks the handlers create (the outbox drain) are tracked and awaited
+    background: list[asyncio.Task] = []  # the replay's scan and monitor loops
     try:
         await telegram_app.post_init(application)
         out.write("ICT Signal Bot console. Type /help, e.g. /signal BTCUSDT 1h; /quit to leave.\n")
@@ -227,6 +239,8 @@ async def run_console(settings: Settings, lines: Any, out: TextIO, *, interactiv
         if notice:
             out.write(notice + "\n")
         out.flush()
+        if replay is not None:
+            background = await start_replay(application, settings, out)
         while True:
             line = await next_line(lines, prompt="> " if interactive else None)
             if line is None:
@@ -248,10 +262,90 @@ async def run_console(settings: Settings, lines: Any, out: TextIO, *, interactiv
             await application.process_update(Update.de_json(data, application.bot))
             await settle(application)
     finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await application.stop()
         await telegram_app.post_shutdown(application)
         await application.shutdown()
     return 0
+
+
+def replay_settings(settings: Settings, speed: float) -> tuple[Settings, str]:
+    """The replay demo's settings (the bundled data, its clock ``speed`` times fast) and its first line.
+
+    The clock starts at SAMPLE_START or :data:`REPLAY_START`. When the evidence gate would let nothing through
+    (no setup with a positive out-of-sample record in BOT_DATA_DIR/evidence.json) the demo runs the confidence
+    gate, so that a newcomer sees what tracking does; the first line says so."""
+    start = settings.sample_start or datetime.fromisoformat(REPLAY_START)
+    settings = replace(settings, market_data="sample", sample_speed=speed, sample_start=start)
+    gate = ""
+    evidence = load_evidence(settings.bot_data_dir)
+    if getattr(settings, "gate", None) == "evidence" and not any(evidence.passes(name) for name in evidence.setups):
+        settings = replace(settings, gate="confidence")
+        gate = (
+            " GATE=confidence for this demo: the evidence gate passes no setup on the bundled data, so signals"
+            f" are broadcast by rule score (MIN_CONFIDENCE {settings.min_confidence:g})."
+        )
+    return settings, (
+        f"Replay demo: the bundled market from {start:%Y-%m-%d %H:%M} UTC at {speed:g}x"
+        f" ({speed / 60:g} market hour(s) a minute); the watchlist is scanned every"
+        f" {settings.auto_signal_interval_minutes} market minutes and open positions are watched; you are"
+        f" subscribed, so signals and their alerts appear here without typing.{gate}"
+    )
+
+
+async def start_replay(application: Any, settings: Settings, out: TextIO) -> list[asyncio.Task]:
+    """Subscribe the console user and start the replay's scan and monitor loops (market-time intervals)."""
+    services = get_services(application)
+    if services.store is not None:
+        await asyncio.to_thread(services.store.subscribe, CONSOLE_CHAT_ID)
+    speed = settings.sample_speed
+    context = SimpleNamespace(application=application, bot_data=application.bot_data)  # what job_monitor reads
+    clock = MarketClockLine(services.market, out)
+
+    async def scan() -> None:
+        clock.show()
+        await jobs.scan_now(application)
+
+    return [
+        asyncio.create_task(
+            every(max(settings.auto_signal_interval_minutes * 60 / speed, MIN_JOB_SECONDS), scan), name="replay scan"
+        ),
+        asyncio.create_task(
+            every(max(settings.monitor_interval_seconds / speed, MIN_JOB_SECONDS), lambda: jobs.job_monitor(context)),
+            name="replay monitor",
+        ),
+    ]
+
+
+async def every(seconds: float, job: Any) -> None:
+    """Run ``job()`` now and then every ``seconds`` (real time) until cancelled; a failure is logged, not fatal."""
+    while True:
+        try:
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("replay job failed")
+        await asyncio.sleep(seconds)
+
+
+class MarketClockLine:
+    """Prints the market time once per market hour, so the replay's passing time is visible."""
+
+    def __init__(self, market: Any, out: TextIO) -> None:
+        self.market, self.out, self.last = market, out, None
+
+    def show(self) -> None:
+        try:
+            hour = self.market.now().floor("h")
+        except Exception:
+            return
+        if hour != self.last:
+            self.last = hour
+            self.out.write(f"🕐 market time {self.market.now():%Y-%m-%d %H:%M} UTC\n")
+            self.out.flush()
 
 
 def demo_watchlist_notice(settings: Settings, market: Any) -> str | None:
@@ -296,8 +390,12 @@ def main(args: Any, settings: Settings) -> int:
     if interactive:
         with contextlib.suppress(ImportError):
             import readline  # noqa: F401 - line editing and history for input()
+    replay = getattr(args, "replay", None)
+    if replay is not None and not replay > 0:
+        print(f"console: --replay SPEED must be positive, got {replay:g}", file=sys.stderr)
+        return 2
     try:
-        return asyncio.run(run_console(settings, None, sys.stdout, interactive=interactive))
+        return asyncio.run(run_console(settings, None, sys.stdout, interactive=interactive, replay=replay))
     except KeyboardInterrupt:
         return 130
     except OSError as exc:  # e.g. BOT_DATA_DIR not writable

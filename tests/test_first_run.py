@@ -122,3 +122,54 @@ def test_console_session_has_no_warnings_and_one_clock(tmp_path):
     assert "Last scan: 2026-02-10T08:0" in proc.stdout
     assert not [line for line in out.splitlines() if "Warning" in line or "WARNING" in line], out
     assert "Traceback" not in out
+
+
+# ---------------------------------------------------------------- the replay demo
+
+
+def test_replay_demo_broadcasts_a_signal_and_its_alert_without_typing(tmp_path):
+    """``console --replay``: nobody types; a broadcast signal ("Tracking as #N") and then an alert about #N
+    (fill, milestone, TP, stop or expiry) appear. The evidence gate passes nothing here (no evidence.json):
+    the first line says the demo runs GATE=confidence."""
+    import queue
+    import re
+    import threading
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "MARKET_", "BINANCE_", "SAMPLE_"))}
+    env.update(BOT_DATA_DIR=str(tmp_path / "data"), SAMPLE_DATA_DIR=str(ROOT / "data" / "sample"))
+    env.update(PYTHONIOENCODING="utf-8", GATE="evidence")
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bot.py"), "console", "--replay", "1200"],  # 20 market minutes a second
+        stdin=subprocess.PIPE,  # left open: no typing, no end of input
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        encoding="utf-8",
+        cwd=tmp_path,
+        env=env,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    seen, tracked, alert = [], None, None
+    try:
+        while alert is None:
+            try:
+                line = lines.get(timeout=180)  # a guard against a hang, not a timing assertion
+            except queue.Empty:
+                break
+            seen.append(line)
+            if tracked is None and (match := re.search(r"Tracking as #(\d+)", line)):
+                tracked = match[1]
+            elif tracked is not None and f"#{tracked}" in line and "Tracking as" not in line:
+                alert = line
+    finally:
+        proc.stdin.write("/quit\n")
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    output = "".join(seen)
+    assert seen and seen[0].startswith("Replay demo:") and "GATE=confidence" in seen[0], output[:2000]
+    assert tracked is not None, output[-3000:]
+    assert alert is not None, output[-3000:]
