@@ -267,12 +267,12 @@ async def test_settings_buttons_persist_across_restart(tg, tmp_path):
         edit = await tg.wait_for("editMessageText", chat_id=USER)
         assert "Default timeframe: 4h" in edit.text
         tg.send_message("/settings confidence 75", user_id=USER)
-        await tg.wait_for("sendMessage", chat_id=USER, where=lambda c: "75%" in c.text)
+        await tg.wait_for("sendMessage", chat_id=USER, where=lambda c: "not a probability): 75" in c.text)
         del application
     async with run_bot(tg, tmp_path):
         tg.send_message("/settings", user_id=USER)
         call = await tg.wait_for("sendMessage", chat_id=USER, where=lambda c: "Your settings" in c.text, count=3)
-        assert "Default timeframe: 4h" in call.text and "75%" in call.text
+        assert "Default timeframe: 4h" in call.text and "not a probability): 75" in call.text
 
 
 async def test_private_bot_refuses_strangers(tg, tmp_path):
