@@ -31,7 +31,7 @@ from ict_modules import (
     sibi_ssib_detector,
     swing_points,
 )
-from ict_modules.core import validate_candles
+from ict_modules.core import CandleArrays, ohlcv_arrays, validate_candles
 from market.timeframes import INTERVALS, interval_timedelta, parse_interval
 
 logger = logging.getLogger(__name__)
@@ -66,9 +66,20 @@ class DetectorSpec:
 
 
 def _spec(
-    name: str, detect: Callable[..., Any], options: Options | None = None, *, higher: bool | int = False
+    name: str,
+    detect: Callable[..., Any],
+    options: Options | None = None,
+    *,
+    higher: bool | int = False,
+    arrays: bool = True,
 ) -> DetectorSpec:
-    return DetectorSpec(name, detect, options or _no_options, higher)
+    """A registry row; ``arrays``: the detector takes the frame's column arrays (``arrays=``, extracted once)."""
+    options = options or _no_options
+    if arrays:
+        return DetectorSpec(
+            name, detect, lambda cfg, done: {**_given(done, arrays="arrays"), **options(cfg, done)}, higher
+        )
+    return DetectorSpec(name, detect, options, higher)
 
 
 def _period_pools(timeframe: str) -> dict[str, bool]:
@@ -192,7 +203,8 @@ def run_registry(
 ) -> tuple[dict[tuple[str, str], Any], list[str]]:
     """Run every detector (entry TF; ``higher`` ones on every frame). Failures are logged and listed, never fatal.
 
-    ``shared[tf]`` is added to every row's ``done`` on that frame (what the engine computes once per frame: "atr").
+    ``shared[tf]`` is added to every row's ``done`` on that frame (what the engine extracts once per frame: "arrays",
+    the column arrays, and "atr").
     """
     raw: dict[tuple[str, str], Any] = {}
     unavailable: list[str] = []
@@ -209,9 +221,8 @@ def run_registry(
     return raw, unavailable
 
 
-def _frame_atr(frame: pd.DataFrame, length: int) -> np.ndarray:
-    h, lo, c = (frame[k].to_numpy(dtype=np.float64) for k in ("high", "low", "close"))
-    return wilder_atr(h, lo, c, length=length)
+def _frame_atr(arrays: CandleArrays, length: int) -> np.ndarray:
+    return wilder_atr(arrays.high, arrays.low, arrays.close, length=length)
 
 
 def _frames_for(spec: DetectorSpec, timeframes: list[str]) -> list[str]:
@@ -255,11 +266,12 @@ def prepare(
         frame = validate_candles(frames[tf])
         closes = close_ns_of(frame, tf)
         ordered[tf] = frame.iloc[: int(np.searchsorted(closes, entry_close, side="right"))]
-    shared = {tf: {"atr": _frame_atr(frame, DETECTOR_ATR_LENGTH)} for tf, frame in ordered.items()}
+    arrays = {tf: ohlcv_arrays(frame) for tf, frame in ordered.items()}
+    shared = {tf: {"arrays": arrays[tf], "atr": _frame_atr(arrays[tf], DETECTOR_ATR_LENGTH)} for tf in ordered}
     raw, unavailable = run_registry(ordered, timeframe, config, REGISTRY if registry is None else registry, shared)
     atrs = {
-        tf: shared[tf]["atr"] if config.atr_length == DETECTOR_ATR_LENGTH else _frame_atr(frame, config.atr_length)
-        for tf, frame in ordered.items()
+        tf: shared[tf]["atr"] if config.atr_length == DETECTOR_ATR_LENGTH else _frame_atr(arrays[tf], config.atr_length)
+        for tf in ordered
     }
     closes = {tf: close_ns_of(frame, tf) for tf, frame in ordered.items()}
     tables = tuple(

@@ -27,7 +27,7 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
-from .core import Direction
+from .core import CandleArrays, Direction
 from .market_structure import Pivots, StructureLevel, candle_tables, first_beyond_sided, level_lengths
 from .order_block_detector import OrderBlock, ZoneState, detect_order_blocks, zone_states
 from .swing_points import SwingPoint
@@ -86,6 +86,7 @@ def detect_breaker_blocks(
     swing_length: int = 10,
     swings: Sequence[SwingPoint] | Pivots | None = None,
     tables: dict[str, list[np.ndarray]] | None = None,
+    arrays: CandleArrays | None = None,
 ) -> list[BreakerBlock]:
     """Breaker and mitigation blocks in order of confirmation (see module docstring).
 
@@ -98,24 +99,30 @@ def detect_breaker_blocks(
         internal_length, swing_length: pivot lengths in bars.
         swings: precomputed swing points (or :class:`.market_structure.Pivots`) of ``sweep_level``.
         tables: :func:`.market_structure.candle_tables` of these candles, when the caller already has them.
+        arrays: :func:`.core.ohlcv_arrays` of these candles, when the caller already has them.
     """
     n = len(candles)
     if order_blocks is None:
-        tables = tables if tables is not None else candle_tables(candles)
+        tables = tables if tables is not None else candle_tables(candles, arrays=arrays)
         order_blocks = detect_order_blocks(
-            candles, level=level, internal_length=internal_length, swing_length=swing_length, tables=tables
+            candles,
+            level=level,
+            internal_length=internal_length,
+            swing_length=swing_length,
+            tables=tables,
+            arrays=arrays,
         )
     failed = [b for b in order_blocks if b.invalidated_at is not None]
     if n == 0 or not failed:
         return []
     if swings is None:
-        pivots = Pivots.of(candles, level_lengths(sweep_level, internal_length, swing_length))
+        pivots = Pivots.of(candles, level_lengths(sweep_level, internal_length, swing_length), arrays)
     elif isinstance(swings, Pivots):
         pivots = swings
     else:
         pivots = Pivots.from_points(swings)
     if tables is None:
-        tables = candle_tables(candles)
+        tables = candle_tables(candles, arrays=arrays)
 
     failed.sort(key=lambda b: (b.invalidated_at, b.index))
     was_bull = np.array([b.direction is Direction.BULLISH for b in failed])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -75,9 +75,22 @@ def validate_candles(candles: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def ohlcv_arrays(candles: pd.DataFrame) -> tuple[np.ndarray, ...]:
-    """open, high, low, close, volume as float64 numpy arrays (no copy when already float64)."""
-    return tuple(candles[c].to_numpy(dtype=np.float64) for c in OHLCV)
+class CandleArrays(NamedTuple):
+    """A frame's columns as float64 arrays (what :func:`ohlcv_arrays` returns)."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+
+def ohlcv_arrays(candles: pd.DataFrame, given: CandleArrays | None = None) -> CandleArrays:
+    """open, high, low, close, volume as float64 numpy arrays (no copy when already float64); ``given`` (the arrays
+    a caller extracted once for these candles, e.g. the engine for every detector of a frame) is returned as is."""
+    if given is not None:
+        return given
+    return CandleArrays(*(candles[c].to_numpy(dtype=np.float64) for c in OHLCV))
 
 
 def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .core import Direction, atr_or
+from .core import CandleArrays, Direction, atr_or, ohlcv_arrays
 
 RATIO_TOLERANCE = 1e-9  # relative; far above float noise on prices (~1e-15), far below any real difference
 
@@ -39,13 +39,11 @@ def displacement_mask(
     min_body_ratio: float = 0.6,
     atr_length: int = 14,
     atr_values: np.ndarray | None = None,
+    arrays: CandleArrays | None = None,
 ) -> np.ndarray:
-    """Per-bar int8: +1 bullish displacement, -1 bearish, 0 none (see module docstring; ``atr_values`` as in
-    :func:`detect_displacement`)."""
-    o = candles["open"].to_numpy(dtype=np.float64)
-    h = candles["high"].to_numpy(dtype=np.float64)
-    low = candles["low"].to_numpy(dtype=np.float64)
-    c = candles["close"].to_numpy(dtype=np.float64)
+    """Per-bar int8: +1 bullish displacement, -1 bearish, 0 none (see module docstring; ``atr_values`` and
+    ``arrays`` as in :func:`detect_displacement`)."""
+    o, h, low, c, _ = ohlcv_arrays(candles, arrays)
     out = np.zeros(len(c), dtype=np.int8)
     if len(c) < 2:
         return out
@@ -66,6 +64,7 @@ def detect_displacement(
     min_body_ratio: float = 0.6,
     atr_length: int = 14,
     atr_values: np.ndarray | None = None,
+    arrays: CandleArrays | None = None,
 ) -> list[Displacement]:
     """Displacement candles in bar order.
 
@@ -75,15 +74,19 @@ def detect_displacement(
         atr_length: Wilder ATR length in bars.
         atr_values: precomputed ``atr(high, low, close, length=atr_length)`` of these candles (the engine computes
             it once per frame); computed here when omitted.
+        arrays: :func:`.core.ohlcv_arrays` of these candles, when the caller already has them.
     """
-    h = candles["high"].to_numpy(dtype=np.float64)
-    low = candles["low"].to_numpy(dtype=np.float64)
-    c = candles["close"].to_numpy(dtype=np.float64)
+    arrays = ohlcv_arrays(candles, arrays)
+    o, h, low, c, _ = arrays
     atr_values = atr_or(atr_values, h, low, c, length=atr_length)
     mask = displacement_mask(
-        candles, min_body_atr=min_body_atr, min_body_ratio=min_body_ratio, atr_length=atr_length, atr_values=atr_values
+        candles,
+        min_body_atr=min_body_atr,
+        min_body_ratio=min_body_ratio,
+        atr_length=atr_length,
+        atr_values=atr_values,
+        arrays=arrays,
     )
-    o = candles["open"].to_numpy(dtype=np.float64)
     if not mask.any():
         return []
     prev_atr = np.concatenate(([np.nan], atr_values[:-1]))

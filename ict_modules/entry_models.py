@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .breaker_block_detector import BlockKind, BreakerBlock, detect_breaker_blocks
-from .core import Direction
+from .core import CandleArrays, Direction, ohlcv_arrays
 from .fvg_detector import FVG, FVGArrays, fvg_arrays
 from .market_structure import (
     Pivots,
@@ -229,6 +229,7 @@ def detect_entry_models(
     fvgs: Sequence[FVG] | FVGArrays | None = None,
     ote_setups: Sequence[OTESetup] | None = None,
     tables: dict[str, list[np.ndarray]] | None = None,
+    arrays: CandleArrays | None = None,
 ) -> list[EntryModel]:
     """Entry model instances in order of confirmation (see module docstring).
 
@@ -245,14 +246,14 @@ def detect_entry_models(
             candles (each is computed here when omitted, with the defaults above); structure as event lists or
             :class:`.market_structure.StructureArrays`, FVGs as objects or :class:`.fvg_detector.FVGArrays`.
         tables: :func:`.market_structure.candle_tables` of these candles, when the caller already has them.
+        arrays: :func:`.core.ohlcv_arrays` of these candles, when the caller already has them.
     """
     n = len(candles)
     if n == 0:
         return []
-    high = candles["high"].to_numpy(dtype=np.float64)
-    low = candles["low"].to_numpy(dtype=np.float64)
+    _, high, low, _, _ = ohlcv_arrays(candles, arrays)
     if tables is None:
-        tables = candle_tables(candles)
+        tables = candle_tables(candles, arrays=arrays)
     lengths = {"internal_length": internal_length, "swing_length": swing_length}
     structure = (
         structure_arrays(candles, level=level, tables=tables, **lengths)
@@ -265,7 +266,7 @@ def detect_entry_models(
     elif StructureLevel(trend_level) is StructureLevel(level):
         trend = structure
     else:
-        trend_pivots = Pivots.of(candles, level_lengths(trend_level, internal_length, swing_length))
+        trend_pivots = Pivots.of(candles, level_lengths(trend_level, internal_length, swing_length), arrays)
         trend = structure_arrays(candles, level=trend_level, pivots=trend_pivots, tables=tables, **lengths)
         if StructureLevel(trend_level) is StructureLevel.SWING:
             sweep_pivots = trend_pivots

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .core import Direction, atr_or, ohlcv_arrays
+from .core import CandleArrays, Direction, atr_or, ohlcv_arrays
 from .market_structure import first_beyond, range_extreme, sparse_table
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,12 @@ def _found(pos: np.ndarray) -> list[int | None]:
 
 
 def detect_fvgs(
-    candles: pd.DataFrame, *, min_size_atr: float = 0.1, atr_length: int = 14, atr_values: np.ndarray | None = None
+    candles: pd.DataFrame,
+    *,
+    min_size_atr: float = 0.1,
+    atr_length: int = 14,
+    atr_values: np.ndarray | None = None,
+    arrays: CandleArrays | None = None,
 ) -> list[FVG]:
     """Fair value gaps of ``candles`` in bar order (see the module docstring for the definition and states).
 
@@ -94,11 +99,14 @@ def detect_fvgs(
         atr_length: Wilder ATR length in bars.
         atr_values: precomputed ``atr(high, low, close, length=atr_length)`` of these candles (the engine computes
             it once per frame); computed here when omitted.
+        arrays: :func:`.core.ohlcv_arrays` of these candles, when the caller already has them.
 
     Returns:
         FVGs ordered by ``index`` (at most one per bar: a bar cannot be both a bullish and a bearish c3).
     """
-    return fvg_objects(fvg_arrays(candles, min_size_atr=min_size_atr, atr_length=atr_length, atr_values=atr_values))
+    return fvg_objects(
+        fvg_arrays(candles, min_size_atr=min_size_atr, atr_length=atr_length, atr_values=atr_values, arrays=arrays)
+    )
 
 
 def fvg_objects(a: FVGArrays) -> list[FVG]:
@@ -144,12 +152,17 @@ class FVGArrays:
 
 
 def fvg_arrays(
-    candles: pd.DataFrame, *, min_size_atr: float = 0.1, atr_length: int = 14, atr_values: np.ndarray | None = None
+    candles: pd.DataFrame,
+    *,
+    min_size_atr: float = 0.1,
+    atr_length: int = 14,
+    atr_values: np.ndarray | None = None,
+    arrays: CandleArrays | None = None,
 ) -> FVGArrays:
     """:func:`detect_fvgs` without building objects (for detectors that filter gaps further)."""
     if min_size_atr < 0:
         raise ValueError("min_size_atr must be >= 0")
-    _, high, low, close, _ = ohlcv_arrays(candles)
+    _, high, low, close, _ = ohlcv_arrays(candles, arrays)
     n = len(close)
     empty_i, empty_f = np.empty(0, dtype=np.int64), np.empty(0)
     if n < 3:

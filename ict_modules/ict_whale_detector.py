@@ -29,7 +29,7 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
-from .core import Direction, atr_or, ohlcv_arrays
+from .core import CandleArrays, Direction, atr_or, ohlcv_arrays
 from .market_structure import first_beyond, sparse_table
 
 logger = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ def detect_whale_blocks(
     max_range_atr: float = 0.75,
     atr_length: int = 14,
     atr_values: np.ndarray | None = None,
+    arrays: CandleArrays | None = None,
 ) -> list[WhaleBlock]:
     """Whale blocks of ``candles`` in bar order (see the module docstring).
 
@@ -102,8 +103,9 @@ def detect_whale_blocks(
         atr_length: Wilder ATR length in bars.
         atr_values: precomputed ``atr(high, low, close, length=atr_length)`` of these candles (the engine computes
             it once per frame); computed here when omitted.
+        arrays: :func:`.core.ohlcv_arrays` of these candles, when the caller already has them.
     """
-    o, h, low, c, v = ohlcv_arrays(candles)
+    o, h, low, c, v = ohlcv_arrays(candles, arrays)
     n = len(c)
     if n < 2:
         return []

@@ -28,6 +28,7 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
+from .core import CandleArrays
 from .liquidity_map import KINDS, LiquiditySide, PoolKind, none_if_negative, pool_arrays
 from .premium_discount import DealingRange, dealing_range_at, range_arrays
 
@@ -83,6 +84,7 @@ def detect_internal_liquidity(
     atr_length: int = 14,
     ranges: list[DealingRange] | None = None,
     atr_values: np.ndarray | None = None,
+    arrays: CandleArrays | None = None,
 ) -> list[InternalLiquidityPool]:
     """Internal pools of every dealing range, ordered by ``(confirmed_at, range_id, index)``.
 
@@ -95,10 +97,11 @@ def detect_internal_liquidity(
         ranges: precomputed ``detect_dealing_ranges(candles, swing_length=swing_length)`` (optional).
         atr_values: precomputed ``atr(high, low, close, length=atr_length)`` of these candles (the engine computes
             it once per frame); computed here when omitted.
+        arrays: :func:`.core.ohlcv_arrays` of these candles, when the caller already has them.
     """
     n = len(candles)
     if ranges is None:
-        r = range_arrays(candles, swing_length=swing_length)
+        r = range_arrays(candles, swing_length=swing_length, arrays=arrays)
         r_conf, r_hi, r_lo = r.confirmed_at, r.high, r.low
         r_start = np.minimum(r.high_index, r.low_index)
     else:
@@ -114,6 +117,7 @@ def detect_internal_liquidity(
         previous_day=False,
         previous_week=False,
         atr_values=atr_values,
+        arrays=arrays,
     )
     if len(r_conf) == 0 or len(pools.price) == 0:
         return []

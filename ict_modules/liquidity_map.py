@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import as_strided
 
-from .core import atr_or
+from .core import CandleArrays, atr_or, ohlcv_arrays
 from .swing_points import pivot_mask
 
 logger = logging.getLogger(__name__)
@@ -494,9 +494,10 @@ def pool_arrays(
     previous_day: bool = True,
     previous_week: bool = True,
     atr_values: np.ndarray | None = None,
+    arrays: CandleArrays | None = None,
 ) -> PoolArrays:
     """The array stage of :func:`detect_liquidity` (same arguments, same order of pools)."""
-    high, low, close = (candles[c].to_numpy(dtype=np.float64) for c in ("high", "low", "close"))
+    _, high, low, close, _ = ohlcv_arrays(candles, arrays)
     parts: list[PoolArrays] = []
     if len(close):
         bars_data = _Bars(high, low, close)
@@ -530,6 +531,7 @@ def detect_liquidity(
     previous_day: bool = True,
     previous_week: bool = True,
     atr_values: np.ndarray | None = None,
+    arrays: CandleArrays | None = None,
 ) -> list[LiquidityPool]:
     """All liquidity pools of ``candles``, ordered by ``(confirmed_at, index, kind, number of members)``.
 
@@ -543,6 +545,7 @@ def detect_liquidity(
         previous_week: include previous ISO week (Monday 00:00 UTC) high/low pools.
         atr_values: precomputed ``atr(high, low, close, length=atr_length)`` of these candles (the engine computes
             it once per frame); computed here when omitted.
+        arrays: :func:`.core.ohlcv_arrays` of these candles, when the caller already has them.
     """
     a = pool_arrays(
         candles,
@@ -552,6 +555,7 @@ def detect_liquidity(
         previous_day=previous_day,
         previous_week=previous_week,
         atr_values=atr_values,
+        arrays=arrays,
     )
     return list(
         map(

@@ -35,7 +35,7 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
-from .core import Direction
+from .core import CandleArrays, Direction, ohlcv_arrays
 from .displacement_detector import displacement_mask
 from .swing_points import SwingKind, SwingPoint, pivot_mask
 
@@ -93,12 +93,10 @@ def sparse_table(values: np.ndarray, *, maximum: bool) -> list[np.ndarray]:
     return table
 
 
-def candle_tables(candles: pd.DataFrame) -> dict[str, list[np.ndarray]]:
+def candle_tables(candles: pd.DataFrame, *, arrays: CandleArrays | None = None) -> dict[str, list[np.ndarray]]:
     """Sparse tables ``low_min``, ``high_max``, ``close_min``, ``close_max`` of a frame, shared by the structure,
     order-block, breaker and zone detectors (pass them along as ``tables=`` to build them once)."""
-    high = candles["high"].to_numpy(dtype=np.float64)
-    low = candles["low"].to_numpy(dtype=np.float64)
-    close = candles["close"].to_numpy(dtype=np.float64)
+    _, high, low, close, _ = ohlcv_arrays(candles, arrays)
     return {
         "low_min": sparse_table(low, maximum=False),
         "high_max": sparse_table(high, maximum=True),
@@ -218,10 +216,9 @@ class Pivots:
     length: int  # confirmation delay: confirmed_at = index + length
 
     @classmethod
-    def of(cls, candles: pd.DataFrame, length: int) -> Pivots:
+    def of(cls, candles: pd.DataFrame, length: int, arrays: CandleArrays | None = None) -> Pivots:
         """Pivots of ``left = right = length`` (:func:`.swing_points.pivot_mask`), without building objects."""
-        high = candles["high"].to_numpy(dtype=np.float64)
-        low = candles["low"].to_numpy(dtype=np.float64)
+        _, high, low, _, _ = ohlcv_arrays(candles, arrays)
         hi = np.flatnonzero(pivot_mask(high, left=length, right=length, highs=True))
         lo = np.flatnonzero(pivot_mask(low, left=length, right=length, highs=False))
         return cls(hi, high[hi], lo, low[lo], length)
@@ -327,18 +324,19 @@ def structure_arrays(
     atr_length: int = 14,
     tables: dict[str, list[np.ndarray]] | None = None,
     atr_values: np.ndarray | None = None,
+    arrays: CandleArrays | None = None,
 ) -> StructureArrays:
     """:func:`detect_market_structure` as arrays (no objects); ``pivots`` of the level's length may be given."""
     level = StructureLevel(level)
     n = len(candles)
     if pivots is None:
-        pivots = Pivots.of(candles, level_lengths(level, internal_length, swing_length))
+        pivots = Pivots.of(candles, level_lengths(level, internal_length, swing_length), arrays)
     if n == 0 or len(pivots.high_index) + len(pivots.low_index) == 0:
         return _empty_arrays(level)
-    high = candles["high"].to_numpy(dtype=np.float64)
-    low = candles["low"].to_numpy(dtype=np.float64)
+    arrays = ohlcv_arrays(candles, arrays)
+    high, low = arrays.high, arrays.low
     if tables is None:
-        tables = candle_tables(candles)
+        tables = candle_tables(candles, arrays=arrays)
     h_conf = pivots.high_index + pivots.length
     l_conf = pivots.low_index + pivots.length
     hi_break = _breaks(h_conf, pivots.high_price, tables["close_max"], n, above=True)
@@ -348,7 +346,12 @@ def structure_arrays(
     if len(bars) == 0:
         return _empty_arrays(level)
     disp = displacement_mask(
-        candles, min_body_atr=min_body_atr, min_body_ratio=min_body_ratio, atr_length=atr_length, atr_values=atr_values
+        candles,
+        min_body_atr=min_body_atr,
+        min_body_ratio=min_body_ratio,
+        atr_length=atr_length,
+        atr_values=atr_values,
+        arrays=arrays,
     )
     # sell-side / buy-side liquidity taken per bar
     ssl = _sweep_mask(low, l_conf, pivots.low_price, lo_break, n, above=False)
@@ -405,6 +408,7 @@ def detect_market_structure(
     atr_length: int = 14,
     tables: dict[str, list[np.ndarray]] | None = None,
     atr_values: np.ndarray | None = None,
+    arrays: CandleArrays | None = None,
 ) -> list[StructureEvent]:
     """BOS / CHOCH / MSS events of one structure level, in bar order (see module docstring).
 
@@ -419,6 +423,7 @@ def detect_market_structure(
         tables: :func:`candle_tables` of these candles, when the caller already has them.
         atr_values: precomputed ``atr(high, low, close, length=atr_length)`` of these candles (the engine computes
             it once per frame); computed here when omitted.
+        arrays: :func:`.core.ohlcv_arrays` of these candles, when the caller already has them.
     """
     level = StructureLevel(level)
     pivots = None
@@ -437,6 +442,7 @@ def detect_market_structure(
         atr_length=atr_length,
         tables=tables,
         atr_values=atr_values,
+        arrays=arrays,
     ).events()
 
 

@@ -33,7 +33,7 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
-from .core import Direction
+from .core import CandleArrays, Direction, ohlcv_arrays
 from .market_structure import (
     StructureArrays,
     StructureEvent,
@@ -125,6 +125,7 @@ def detect_order_blocks(
     min_body_ratio: float = 0.6,
     atr_length: int = 14,
     tables: dict[str, list[np.ndarray]] | None = None,
+    arrays: CandleArrays | None = None,
 ) -> list[OrderBlock]:
     """Order blocks in order of confirmation (see module docstring).
 
@@ -139,12 +140,13 @@ def detect_order_blocks(
         volume_lookback: bars before the block that ``relative_volume`` compares against.
         min_body_atr, min_body_ratio, atr_length: displacement thresholds (ATR multiples, ratio, bars).
         tables: :func:`.market_structure.candle_tables` of these candles, when the caller already has them.
+        arrays: :func:`.core.ohlcv_arrays` of these candles, when the caller already has them.
     """
     n = len(candles)
     if tables is None:
-        tables = candle_tables(candles)
+        tables = candle_tables(candles, arrays=arrays)
     if events is None:
-        arrays = structure_arrays(
+        breaks = structure_arrays(
             candles,
             level=level,
             internal_length=internal_length,
@@ -153,20 +155,19 @@ def detect_order_blocks(
             min_body_ratio=min_body_ratio,
             atr_length=atr_length,
             tables=tables,
+            arrays=arrays,
         )
     elif isinstance(events, StructureArrays):
-        arrays = events
+        breaks = events
     else:
-        arrays = StructureArrays.from_events(events, events[0].level if events else level)
-    if n == 0 or len(arrays) == 0:
+        breaks = StructureArrays.from_events(events, events[0].level if events else level)
+    if n == 0 or len(breaks) == 0:
         return []
-    o = candles["open"].to_numpy(dtype=np.float64)
-    c = candles["close"].to_numpy(dtype=np.float64)
-    vol = candles["volume"].to_numpy(dtype=np.float64)
+    o, _, _, c, vol = ohlcv_arrays(candles, arrays)
 
-    bull = arrays.bullish
+    bull = breaks.bullish
     sign = np.where(bull, 1, -1)
-    bars, pivots, legs, disp, kinds = arrays.bars, arrays.swing_index, arrays.leg, arrays.displacement, arrays.kinds
+    bars, pivots, legs, disp, kinds = breaks.bars, breaks.swing_index, breaks.leg, breaks.displacement, breaks.kinds
 
     down, up = c < o, c > o
     block_end = np.where(bull, last_true_index(down)[legs], last_true_index(up)[legs])
@@ -203,7 +204,7 @@ def detect_order_blocks(
     keep = np.flatnonzero(intact)
     _, first = np.unique(np.stack((sign[keep], block_end[keep])), axis=1, return_index=True)
     keep = keep[np.sort(first)]
-    level_of = arrays.level
+    level_of = breaks.level
     kind_of = (StructureKind.BOS, StructureKind.CHOCH, StructureKind.MSS)
     direction_of = {1: Direction.BULLISH, -1: Direction.BEARISH}
     return [

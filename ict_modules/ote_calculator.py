@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .core import Direction, atr_or, ohlcv_arrays
+from .core import CandleArrays, Direction, atr_or, ohlcv_arrays
 from .liquidity_map import LevelSearch, none_if_negative
 from .swing_points import pivot_mask
 
@@ -111,6 +111,7 @@ def detect_ote(
     extensions: tuple[float, ...] = EXTENSIONS,
     atr_length: int = 14,
     atr_values: np.ndarray | None = None,
+    arrays: CandleArrays | None = None,
 ) -> list[OTESetup]:
     """OTE setups of every impulse leg, in confirmation order.
 
@@ -124,10 +125,11 @@ def detect_ote(
         atr_length: Wilder ATR length in bars.
         atr_values: precomputed ``atr(high, low, close, length=atr_length)`` of these candles (the engine computes
             it once per frame); computed here when omitted.
+        arrays: :func:`.core.ohlcv_arrays` of these candles, when the caller already has them.
     """
     if not 0 < ote_low < ote_high < 1:
         raise ValueError("need 0 < ote_low < ote_high < 1")
-    _, high, low, close, _ = ohlcv_arrays(candles)
+    _, high, low, close, _ = ohlcv_arrays(candles, arrays)
     n = len(close)
     if n == 0:
         return []

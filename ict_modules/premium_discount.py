@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .core import ohlcv_arrays
+from .core import CandleArrays, ohlcv_arrays
 from .liquidity_map import LevelSearch, none_if_negative
 from .swing_points import pivot_mask
 
@@ -92,9 +92,9 @@ class RangeArrays(NamedTuple):
     broken_at: np.ndarray  # -1 = not broken
 
 
-def range_arrays(candles: pd.DataFrame, *, swing_length: int = 10) -> RangeArrays:
+def range_arrays(candles: pd.DataFrame, *, swing_length: int = 10, arrays: CandleArrays | None = None) -> RangeArrays:
     """The array stage of :func:`detect_dealing_ranges` (same arguments, same order)."""
-    _, high, low, close, _ = ohlcv_arrays(candles)
+    _, high, low, close, _ = ohlcv_arrays(candles, arrays)
     hb = np.flatnonzero(pivot_mask(high, left=swing_length, right=swing_length, highs=True))
     lb = np.flatnonzero(pivot_mask(low, left=swing_length, right=swing_length, highs=False))
     conf = np.union1d(hb + swing_length, lb + swing_length)  # one range per confirmation bar
@@ -113,7 +113,9 @@ def range_arrays(candles: pd.DataFrame, *, swing_length: int = 10) -> RangeArray
     return RangeArrays(hi, lo, hi_i, lo_i, conf, np.where(broken == big, -1, broken))
 
 
-def detect_dealing_ranges(candles: pd.DataFrame, *, swing_length: int = 10) -> list[DealingRange]:
+def detect_dealing_ranges(
+    candles: pd.DataFrame, *, swing_length: int = 10, arrays: CandleArrays | None = None
+) -> list[DealingRange]:
     """Every dealing range of ``candles`` in confirmation order (see module docstring).
 
     Args:
@@ -121,7 +123,7 @@ def detect_dealing_ranges(candles: pd.DataFrame, *, swing_length: int = 10) -> l
         swing_length: pivot ``left = right`` length in bars of the swings that bound the range; also the
             confirmation delay in bars.
     """
-    a = range_arrays(candles, swing_length=swing_length)
+    a = range_arrays(candles, swing_length=swing_length, arrays=arrays)
     return list(
         map(
             DealingRange,

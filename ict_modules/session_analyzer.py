@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from .core import CandleArrays, ohlcv_arrays
 from .market_structure import first_beyond, range_argextreme, sparse_table
 
 logger = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ def detect_sessions(
     *,
     interval: pd.Timedelta | str | None = None,
     label_at: LabelTime | str = LabelTime.OPEN,
+    arrays: CandleArrays | None = None,
 ) -> SessionAnalysis:
     """Killzone label of every candle and the completed session ranges (see the module docstring).
 
@@ -144,6 +146,7 @@ def detect_sessions(
         label_at: ``"open"`` labels a candle by its open time; ``"close"`` by its last instant (close time minus
             1 ns: the moment a signal on that candle is issued). They differ only for candles that straddle a
             killzone boundary (e.g. 4h candles). A one-bar frame without ``interval`` is labelled by its open.
+        arrays: :func:`.core.ohlcv_arrays` of these candles, when the caller already has them.
     """
     times = candles.index
     n = len(times)
@@ -176,8 +179,7 @@ def detect_sessions(
     if not len(starts):
         return SessionAnalysis(codes, ())
 
-    high = candles["high"].to_numpy(dtype=np.float64)
-    low = candles["low"].to_numpy(dtype=np.float64)
+    _, high, low, _, _ = ohlcv_arrays(candles, arrays)
     high_table, low_table = sparse_table(high, maximum=True), sparse_table(low, maximum=False)
     high_idx = range_argextreme(high_table, starts, ends, maximum=True)  # first bar of the session high
     low_idx = range_argextreme(low_table, starts, ends, maximum=False)

@@ -25,7 +25,7 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
-from .core import Direction, atr_or, ohlcv_arrays
+from .core import CandleArrays, Direction, atr_or, ohlcv_arrays
 from .displacement_detector import displacement_mask
 from .fvg_detector import fvg_arrays
 from .market_structure import range_extreme, sparse_table
@@ -79,6 +79,7 @@ def detect_sibi_ssib(
     min_body_ratio: float = 0.6,
     atr_length: int = 14,
     atr_values: np.ndarray | None = None,
+    arrays: CandleArrays | None = None,
 ) -> list[Imbalance]:
     """SIBI and SSIB gaps of ``candles`` in bar order (see the module docstring).
 
@@ -89,16 +90,23 @@ def detect_sibi_ssib(
         atr_length: Wilder ATR length in bars.
         atr_values: precomputed ``atr(high, low, close, length=atr_length)`` of these candles (the engine computes
             it once per frame); computed here when omitted.
+        arrays: :func:`.core.ohlcv_arrays` of these candles, when the caller already has them.
     """
-    o, h, low, c, _ = ohlcv_arrays(candles)
+    arrays = ohlcv_arrays(candles, arrays)
+    o, h, low, c, _ = arrays
     atr_values = atr_or(atr_values, h, low, c, length=atr_length)
-    gaps = fvg_arrays(candles, min_size_atr=min_size_atr, atr_length=atr_length, atr_values=atr_values)
+    gaps = fvg_arrays(candles, min_size_atr=min_size_atr, atr_length=atr_length, atr_values=atr_values, arrays=arrays)
     if not len(gaps):
         return []
     n = len(c)
     colour = np.sign(c - o).astype(np.int8)
     disp = displacement_mask(
-        candles, min_body_atr=min_body_atr, min_body_ratio=min_body_ratio, atr_length=atr_length, atr_values=atr_values
+        candles,
+        min_body_atr=min_body_atr,
+        min_body_ratio=min_body_ratio,
+        atr_length=atr_length,
+        atr_values=atr_values,
+        arrays=arrays,
     )
     prev_atr = np.concatenate(([np.nan], atr_values[:-1]))
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -18,6 +18,8 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
+from .core import CandleArrays, ohlcv_arrays
+
 
 class SwingKind(StrEnum):
     HIGH = "high"
@@ -70,16 +72,18 @@ def pivot_mask(values: np.ndarray, *, left: int, right: int, highs: bool) -> np.
     return mask
 
 
-def detect_swing_points(candles: pd.DataFrame, *, left: int = 5, right: int = 5) -> list[SwingPoint]:
+def detect_swing_points(
+    candles: pd.DataFrame, *, left: int = 5, right: int = 5, arrays: CandleArrays | None = None
+) -> list[SwingPoint]:
     """Pivot highs and lows of ``candles`` in bar order (by ``index``; a high before a low on the same bar).
 
     Args:
         candles: validated candle frame.
         left: bars before the pivot that must be strictly lower (higher for lows).
         right: bars after the pivot that must not exceed it; also the confirmation delay in bars.
+        arrays: :func:`.core.ohlcv_arrays` of these candles, when the caller already has them.
     """
-    high = candles["high"].to_numpy(dtype=np.float64)
-    low = candles["low"].to_numpy(dtype=np.float64)
+    _, high, low, _, _ = ohlcv_arrays(candles, arrays)
     points = [
         SwingPoint(SwingKind.HIGH, int(i), float(high[i]), int(i) + right)
         for i in np.flatnonzero(pivot_mask(high, left=left, right=right, highs=True))

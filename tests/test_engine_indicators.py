@@ -1,20 +1,28 @@
-"""ATR once per frame (issue 12 item 3): the engine's linear-filter ATR equals ``core.atr`` bit for bit, and the
-detectors read it instead of recomputing their own."""
+"""ATR and column arrays once per frame (issue 12 item 3): the engine's linear-filter ATR equals ``core.atr`` bit
+for bit, and the detectors read it and the frame's column arrays instead of extracting their own."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import ict_signal_engine as eng
 from engine.indicators import wilder_atr
 from ict_modules import core
+from ict_modules.breaker_block_detector import detect_breaker_blocks
+from ict_modules.core import ohlcv_arrays
 from ict_modules.displacement_detector import detect_displacement
+from ict_modules.entry_models import detect_entry_models
 from ict_modules.fvg_detector import detect_fvgs
 from ict_modules.ict_whale_detector import detect_whale_blocks
 from ict_modules.ilp_detector import detect_internal_liquidity
 from ict_modules.liquidity_map import detect_liquidity
 from ict_modules.market_structure import detect_market_structure
+from ict_modules.order_block_detector import detect_order_blocks
 from ict_modules.ote_calculator import detect_ote
+from ict_modules.premium_discount import detect_dealing_ranges
+from ict_modules.session_analyzer import detect_sessions
 from ict_modules.sibi_ssib_detector import detect_sibi_ssib
+from ict_modules.swing_points import detect_swing_points
 from tests.helpers import sample_candles, scaled
 
 SERIES = [("BTCUSDT", "1h"), ("BTCUSDT", "1d"), ("BTCUSDT", "1m"), ("ETHUSDT", "4h"), ("ETHUSDT", "5m")]
@@ -56,6 +64,46 @@ def test_a_given_atr_gives_the_same_objects(detect):
     frame = sample_candles("ETHUSDT", "4h", tail=1500)
     given = wilder_atr(*hlc(frame))
     assert detect(frame, atr_values=given) == detect(frame)
+
+
+@pytest.mark.parametrize(
+    "detect",
+    [
+        detect_breaker_blocks,
+        detect_displacement,
+        detect_entry_models,
+        detect_fvgs,
+        detect_whale_blocks,
+        detect_internal_liquidity,
+        detect_liquidity,
+        detect_market_structure,
+        detect_order_blocks,
+        detect_ote,
+        detect_dealing_ranges,
+        detect_sibi_ssib,
+        detect_swing_points,
+    ],
+)
+def test_given_column_arrays_give_the_same_objects(detect):
+    frame = sample_candles("BTCUSDT", "1h", tail=1500)
+    assert detect(frame, arrays=ohlcv_arrays(frame)) == detect(frame)
+
+
+def test_given_column_arrays_give_the_same_sessions():
+    frame = sample_candles("BTCUSDT", "1h", tail=800)
+    a, b = detect_sessions(frame, arrays=ohlcv_arrays(frame)), detect_sessions(frame)
+    assert np.array_equal(a.codes, b.codes) and a.ranges == b.ranges
+
+
+def test_prepare_reads_each_column_once_per_frame(monkeypatch):
+    """The detectors read the column arrays prepare extracted (before: 132 column look-ups per analysis)."""
+    frames = {tf: sample_candles("BTCUSDT", tf, tail=700) for tf in ("1h", "4h", "1d")}
+    looked_up = []
+    real = pd.DataFrame.__getitem__
+    monkeypatch.setattr(pd.DataFrame, "__getitem__", lambda self, key: looked_up.append(key) or real(self, key))
+    prep = eng.prepare(frames, timeframe="1h")
+    assert prep.unavailable == ()
+    assert len(looked_up) == 3 * 5  # open, high, low, close, volume of each frame
 
 
 def test_prepare_computes_no_atr_in_the_detectors(monkeypatch):
