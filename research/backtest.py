@@ -2,12 +2,13 @@
 
 Definitions (docs/ml-backtest.md has the full story and measured numbers)
 -----------------------------------------------------------------------
-- **Causality** (``Mode.EXACT``, the default): the signal at entry-timeframe bar ``t`` is
-  ``ict_signal_engine.generate_signal`` over exactly the frames ``python bot.py signal SYMBOL TF --at <close of t>``
-  fetches: the last ``CANDLES_PER_FRAME`` (500) closed candles of the entry timeframe ending with bar ``t`` and,
-  per higher timeframe, the last 500 candles closed by the close of ``t``. Nothing after the close of ``t`` is
-  visible. ``Mode.FAST`` runs the detectors once over the loaded history (``prepare``) and reads their state as
-  known at ``t`` (``signal_at``): equal to the engine on the whole prefix up to ``t``, not to the 500-candle window.
+- **Causality, one mode**: the signal at entry-timeframe bar ``t`` equals
+  ``python bot.py signal SYMBOL TF --at <close of t>``: the engine on the same block-aligned windows of closed
+  candles (``engine.windows``: per timeframe 500-749 candles, the start anchored to absolute time and moving once
+  per 250 candles), entry timeframe ending with bar ``t``, higher timeframes closed by its close. Nothing after the
+  close of ``t`` is visible. Bars sharing their windows' starts share one detector run (``prepare``), read at each
+  bar (``signal_at``): exact by the detectors' causality and about 250 times fewer detector runs
+  (``research.replay.EngineCursor``). ``Mode.FAST`` / ``--fast`` are aliases of this one mode.
 - **What is taken** (= what the bot would have sent): by default only signals whose confidence is at or above
   ``MIN_CONFIDENCE`` (the live tracking threshold); a signal below it is not taken and does not block the slot.
   ``--all-signals`` takes every signal. The cold start (training data) takes every signal.
@@ -26,8 +27,6 @@ Definitions (docs/ml-backtest.md has the full story and measured numbers)
   the candle that closed the position. A position still open at the end of the data is reported as open and left
   out of the statistics.
 - **Statistics**: ``research.stats`` (definitions there).
-- **Workers**: ``workers > 1`` replays segments in forked processes and joins them where the trajectories meet,
-  with exactly the sequential result (``_parallel``).
 
 Modules: ``research.replay`` (data loading, causal windows, outcome resolution), ``research.simulation`` (the
 loop), ``research.stats`` (statistics, equity curve), ``research.report`` (results, summaries, journal), and this
@@ -49,7 +48,7 @@ import pandas as pd
 
 import ict_signal_engine as engine
 from research.report import BacktestResult, write_journal
-from research.simulation import Mode, Trade, backtest_symbol, default_workers
+from research.simulation import Mode, Trade, backtest_symbol
 from research.stats import render_equity_png, stats_of
 from tracking.costs import DEFAULT_COSTS, DEFAULT_EXIT_PLAN, Costs
 
@@ -68,7 +67,6 @@ def run_backtest(
     equity_path: Path | None = None,
     show_progress: bool | None = None,
     lookback: int | None = None,
-    workers: int = 1,
     mode: Mode = Mode.EXACT,
     min_confidence: float | None = None,
     costs: Costs = DEFAULT_COSTS,
@@ -76,9 +74,8 @@ def run_backtest(
 ) -> BacktestResult:
     """Backtest ``symbols`` on ``timeframe``; write the journal and the equity PNG when paths are given.
 
-    ``workers`` > 1: each symbol's replay runs in that many forked processes (same result; CLI only: do not
-    fork from the running bot). ``min_confidence`` (None: every signal), ``costs``, ``exit_plan``: see
-    ``backtest_symbol``."""
+    ``mode``: accepted for old callers (one mode). ``min_confidence`` (None: every signal), ``costs``,
+    ``exit_plan``: see ``backtest_symbol``."""
     started = time.perf_counter()
     runs = tuple(
         backtest_symbol(
@@ -90,7 +87,6 @@ def run_backtest(
             config=config,
             lookback=lookback,
             show_progress=show_progress,
-            workers=workers,
             mode=mode,
             min_confidence=min_confidence,
             costs=costs,
@@ -195,7 +191,6 @@ def main(args: argparse.Namespace, settings) -> int:
     except _BadArguments as exc:
         print(f"backtest: {exc}", file=sys.stderr)
         return 2
-    fast = bool(getattr(args, "fast", False))
     journal_path = Path(args.journal) if args.journal else data_dir / "backtest_journal.json"
     equity_path = Path(args.equity) if args.equity else data_dir / "backtest_equity.png"
     try:
@@ -208,8 +203,6 @@ def main(args: argparse.Namespace, settings) -> int:
             config=engine.EngineConfig.from_settings(settings),
             journal_path=journal_path,
             equity_path=equity_path,
-            workers=1 if fast else default_workers(),
-            mode=Mode.FAST if fast else Mode.EXACT,
             min_confidence=min_confidence,
             costs=costs,
             exit_plan=tuple(getattr(settings, "exit_plan", DEFAULT_EXIT_PLAN)),
@@ -246,7 +239,6 @@ def cold_start(
     journal_path: Path,
     timeframes: Sequence[str] | None = None,
     days: int = COLD_START_DAYS,
-    workers: int | None = None,
     show_progress: bool | None = None,
     mode: Mode = Mode.EXACT,
     online: Callable[[Any], Any] | None = None,
@@ -255,13 +247,12 @@ def cold_start(
     and, with ``MARKET_DATA=binance`` when Binance answers, the watchlist over the last year; write every trade
     to one journal (``journal_path``, live format) for training. Offline-safe. Returns a short summary.
 
+    ``mode``: accepted for old callers (``--fast``), there is one mode.
     ``online``: factory of the Binance market data (default ``market_data.create_market_data``; tests inject)."""
     from market.source import MarketDataError
 
     timeframes = tuple(timeframes or settings.auto_signal_timeframes)
-    mode = Mode(mode)
-    if workers is None:
-        workers = 1 if mode is Mode.FAST else default_workers()
+    Mode(mode)
     sources: list[tuple[str, Any, Sequence[str], int]] = [("sample", _sample_market(settings), (), days)]
     notes = []
     if settings.market_data == "binance":
@@ -289,8 +280,6 @@ def cold_start(
                         end=end,
                         config=engine.EngineConfig.from_settings(settings),
                         show_progress=show_progress,
-                        workers=workers,
-                        mode=mode,
                         costs=Costs.from_settings(settings),
                         exit_plan=tuple(getattr(settings, "exit_plan", DEFAULT_EXIT_PLAN)),
                     )  # every signal (no threshold): the model learns from all of them
@@ -307,7 +296,7 @@ def cold_start(
     write_journal(journal_path, sorted(trades, key=lambda t: (t.signal.time, t.signal.symbol, t.signal.timeframe)))
     return "\n".join(
         [
-            f"Cold start backtest ({mode.value} mode):",
+            "Cold start backtest:",
             *lines,
             *notes,
             f"{len(trades)} signals written to {journal_path}",

@@ -1,20 +1,20 @@
-"""Backtest data: the candles a replay loads, cut causally per bar, and the outcome of a signal resolved by the
-live position state machine (``tracking.state.apply_candle``) over the finest candles the source has.
+"""Backtest data: the candles a replay loads, the engine's result at each bar on the live block-aligned windows
+(``EngineCursor``), and the outcome of a signal resolved by the live position state machine
+(``tracking.state.apply_candle``) over the finest candles the source has.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 import ict_signal_engine as engine
-from engine.windows import WINDOW_BLOCK, FrameIndex, analysis_frames
+from engine.windows import WINDOW_BLOCK, FrameIndex, analysis_frames, unavailable_names
 from market.timeframes import INTERVAL_MS, interval_timedelta
 from tracking.state import apply_candle
 
@@ -24,57 +24,68 @@ FINEST_CHUNK = 1000  # finest candles fetched per request while resolving a posi
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Causal frame windows
+# The engine at each bar: the live block-aligned windows, one detector run per block
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class CausalFrames:
-    """Preloaded candles of the entry timeframe and its higher timeframes, cut causally at each entry bar.
+class EngineCursor:
+    """The engine's result at entry bars asked in ascending order, each equal to ``analyze`` at the bar's close
+    (``python bot.py signal SYMBOL TF --at <close>``).
 
-    ``at(i)`` returns, for entry bar ``i`` (closing at ``close[i]``), per timeframe the candles closed by
-    ``close[i]``: with ``block`` (the replay), exactly the block-aligned window the live analysis reads
-    (``engine.windows.analysis_frames``: ``lookback`` to ``lookback + block - 1`` candles, start anchored to
-    absolute time); without, the last ``lookback`` of them. Slices are views: no copy, O(log n) per bar.
+    The same computation as ``ict_signal_engine.analyses_over`` over every bar (tested equal at every bar): bars
+    whose windows (``engine.windows``) start at the same candles form a group of about 250 bars, one ``prepare``
+    over the windows of the group's last bar serves them all, and ``signal_at`` reads each bar. The difference:
+    the replay asks only for the bars where it is flat, and which ones those are depends on the results, so the
+    results are computed on demand (``analyses_over`` needs its bars up front and runs ``signal_at`` on each).
     """
 
-    def __init__(
-        self, frames: dict[str, Any], entry_tf: str, *, lookback: int | dict[str, int], block: int | None = None
-    ) -> None:
+    def __init__(self, frames: dict[str, pd.DataFrame], *, symbol: str, timeframe: str, absent=(), config=None):
         self.frames = frames
-        self.entry_tf = entry_tf
-        self.lookback = lookback if isinstance(lookback, dict) else dict.fromkeys(frames, lookback)
-        self.block = block
-        self.close_ns: dict[str, np.ndarray] = {}
-        for tf, frame in frames.items():
-            closes = frame.index + interval_timedelta(tf)
-            self.close_ns[tf] = pd.DatetimeIndex(closes).as_unit("ns").asi8
-        self.entry = frames[entry_tf]
-        self.indexes = {tf: FrameIndex.of(frame, tf) for tf, frame in frames.items()} if block else None
+        self.symbol = symbol
+        self.timeframe = timeframe
+        self.absent = tuple(absent)
+        self.config = config
+        self.higher = engine.higher_timeframes(timeframe)
+        self.indexes = {tf: FrameIndex.of(frame, tf) for tf, frame in frames.items()}
+        self.closes = frames[timeframe].index + interval_timedelta(timeframe)
+        self._group = (0, -1)  # bars [first, last] the prepared state serves
+        self._prepared = None
+        self._offset = 0  # position of the prepared entry window's first candle in the history
+        self._missing: tuple[str, ...] = ()
 
     def __len__(self) -> int:
-        return len(self.entry)
+        return len(self.closes)
 
-    def close_time(self, i: int):
-        return pd.Timestamp(self.close_ns[self.entry_tf][i], tz="UTC")
+    def close_time(self, bar: int) -> pd.Timestamp:
+        return self.closes[bar]
 
-    def at(self, i: int) -> dict[str, Any]:
-        if self.block:
-            lookback = self.lookback[self.entry_tf]
-            windows, _ = analysis_frames(
-                self.frames,
-                self.entry_tf,
-                self.close_time(i),
-                lookback=lookback,
-                block=self.block,
-                indexes=self.indexes,
-            )
-            return windows
-        cut = self.close_ns[self.entry_tf][i]
-        out = {}
-        for tf, frame in self.frames.items():
-            end = i + 1 if tf == self.entry_tf else int(np.searchsorted(self.close_ns[tf], cut, side="right"))
-            out[tf] = frame.iloc[max(0, end - self.lookback[tf]) : end]
-        return out
+    def result(self, bar: int):
+        """The engine's result at the close of entry bar ``bar``."""
+        if not self._group[0] <= bar <= self._group[1]:
+            self._prepare(bar)
+        result, _ = engine.signal_at(self._prepared, bar - self._offset, symbol=self.symbol, config=self.config)
+        if self._missing:
+            result = replace(result, unavailable=(*result.unavailable, *self._missing))
+        return result
+
+    def _key(self, bar: int) -> tuple:
+        """What decides the candles bar's analysis reads besides its own close (as ``analyses_over`` groups):
+        each window's start, and which higher-timeframe windows are empty."""
+        out = []
+        for tf, index in self.indexes.items():
+            lo, hi = index.bounds(self.closes[bar])
+            out.append((lo, tf != self.timeframe and hi == lo))
+        return tuple(out)
+
+    def _prepare(self, bar: int) -> None:
+        key, last = self._key(bar), bar
+        while last + 1 < len(self.closes) and self._key(last + 1) == key:
+            last += 1
+        windows, empty = analysis_frames(self.frames, self.timeframe, self.closes[last], indexes=self.indexes)
+        prepared = engine.prepare(windows, timeframe=self.timeframe, config=self.config)  # may raise: not kept
+        self._offset, _ = self.indexes[self.timeframe].bounds(self.closes[last])
+        self._prepared, self._group = prepared, (bar, last)
+        self._missing = unavailable_names(self.higher, (*self.absent, *empty))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -149,20 +160,6 @@ def resolve_position(position, chunks: Iterable[CandleArrays]):
             )
             i += 1
     return position, tuple(used)
-
-
-def _evaluate_window(frames: CausalFrames, i: int, *, symbol: str, higher: Sequence[str], config, missing):
-    """The engine on exactly the frames ``analyze(market, symbol, tf, end=close of bar i)`` fetches."""
-    cut = frames.at(i)
-    gone = []
-    for tf in higher:
-        if tf in missing or tf not in cut or len(cut[tf]) == 0:
-            cut.pop(tf, None)
-            gone.append(f"{tf} candles")
-    result = engine.generate_signal(cut, symbol=symbol, timeframe=frames.entry_tf, config=config)
-    if gone:
-        result = replace(result, unavailable=(*result.unavailable, *gone))
-    return result
 
 
 def load_frames(market, symbol: str, timeframe: str, *, start, end, lookback: int):

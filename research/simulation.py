@@ -1,5 +1,6 @@
-"""The backtest's simulation loop: one symbol's bars replayed in order (or in forked segments joined exactly),
-one position at a time, each signal resolved by the live state machine (see ``research.backtest`` for the rules).
+"""The backtest's simulation loop: one symbol's bars replayed in order, one position at a time, the engine's
+result at each flat bar equal to ``signal --at`` (``research.replay.EngineCursor``), each signal resolved by the
+live state machine (see ``research.backtest`` for the rules).
 """
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, TextIO
@@ -16,18 +17,9 @@ import numpy as np
 import pandas as pd
 
 import ict_signal_engine as engine
-from engine.windows import WINDOW_BLOCK
 from market.source import MarketDataError
 from market.timeframes import interval_timedelta
-from research.replay import (
-    CandleArrays,
-    CausalFrames,
-    _evaluate_window,
-    _finest_chunks,
-    _ns,
-    load_frames,
-    resolve_position,
-)
+from research.replay import CandleArrays, EngineCursor, _finest_chunks, _ns, load_frames, resolve_position
 from tracking.costs import DEFAULT_COSTS, DEFAULT_EXIT_PLAN, Costs
 from tracking.setups import setup_of
 from tracking.state import Position
@@ -152,94 +144,66 @@ class SymbolRun:
 
 
 class Mode(StrEnum):
-    """How the engine is evaluated at each bar; both are strictly causal and use the live engine unchanged.
-
-    - ``EXACT`` (default): ``generate_signal`` on exactly the frames the live analysis (``signal --at``) fetches:
-      the last 500 candles per timeframe. Every signal equals ``python bot.py signal SYMBOL TF --at t``. Costs one
-      full detector run per evaluated bar.
-    - ``FAST``: ``ict_signal_engine.prepare`` runs the detectors once over the whole loaded history and
-      ``signal_at`` reads their state as known at each bar (confirmation times). Equals ``generate_signal`` on
-      all candles from the replay's first loaded candle up to the bar (tested); differs from the live 500-candle
-      window where the detectors' state depends on history older than 500 candles (measured in docs).
-    """
+    """The backtest has one mode: the engine on the live block-aligned windows at every evaluated bar, so each
+    signal equals ``python bot.py signal SYMBOL TF --at <bar close>``, computed with one detector run per block of
+    about 250 bars (``research.replay.EngineCursor``). ``FAST`` (and ``"fast"``, the CLI's ``--fast``) is an alias
+    kept for old callers: it is the same mode."""
 
     EXACT = "exact"
-    FAST = "fast"
+    FAST = "exact"  # alias: the one mode is exact and fast
+
+    @classmethod
+    def _missing_(cls, value: object) -> Mode | None:
+        return cls.EXACT if value == "fast" else None
 
 
 @dataclass(frozen=True)
 class _Replay:
-    """Everything one symbol's replay needs (shared with forked workers, never pickled)."""
+    """Everything one symbol's replay needs."""
 
     market: Any
     symbol: str
     timeframe: str
-    frames: CausalFrames
+    cursor: EngineCursor
     entry: CandleArrays
-    higher: tuple[str, ...]
-    missing: tuple[str, ...]
-    config: Any
     end: Any
-    prepared: Any = None  # Mode.FAST: the engine's detectors run once over the whole frames
     min_confidence: float | None = None  # signals below it are not taken (the live threshold); None: all
     costs: Costs = DEFAULT_COSTS
     exit_plan: tuple[float, float, float] = DEFAULT_EXIT_PLAN
 
     def evaluate(self, i: int):
-        """The engine's result at the close of entry bar ``i`` (see ``Mode``)."""
-        if self.prepared is None:
-            return _evaluate_window(
-                self.frames, i, symbol=self.symbol, higher=self.higher, config=self.config, missing=self.missing
-            )
-        result, _ = engine.signal_at(self.prepared, i, symbol=self.symbol, config=self.config)
-        if self.missing:
-            result = replace(result, unavailable=(*result.unavailable, *(f"{tf} candles" for tf in self.missing)))
-        return result
+        """The engine's result at the close of entry bar ``i``: equal to ``signal --at`` that close."""
+        return self.cursor.result(i)
 
 
 @dataclass(frozen=True, slots=True)
-class _Segment:
-    """A sequential replay from a flat start: its trades, the bars it evaluated (flat bars), where it stopped."""
+class _Replayed:
+    """A replay's trades, how many bars it evaluated (flat bars), and the bars it skipped or failed on."""
 
     trades: tuple[Trade, ...]
-    evaluated: tuple[int, ...]
-    next_bar: int  # next candidate bar (>= the stop bar, or n)
-    open_at_end: bool  # the data ended with a position open
-    converged_at: int | None = None  # bar where it joined a given trajectory (see _simulate's ``join``)
+    evaluated: int
     skipped: tuple[int, ...] = ()  # bars whose signal was below the minimum confidence
     errors: tuple[BarError, ...] = ()
 
 
-def _simulate(replay: _Replay, first: int, stop: int, *, join: frozenset[int] = frozenset(), progress=None):
-    """Replay from bar ``first`` (flat) until the next candidate bar is at/after ``stop``.
-
-    ``join``: bars where another replay was flat; reaching one of them while flat, this replay would continue
-    exactly as that one did (same state, same deterministic steps), so it stops there (``converged_at``).
-    """
+def _simulate(replay: _Replay, first: int, *, progress=None) -> _Replayed:
+    """Replay from bar ``first`` (flat) to the end of the data, one position at a time."""
     trades: list[Trade] = []
-    evaluated: list[int] = []
     skipped: list[int] = []
     errors: list[BarError] = []
-
-    def segment(next_bar: int, open_at_end: bool, converged_at: int | None = None) -> _Segment:
-        return _Segment(
-            tuple(trades), tuple(evaluated), next_bar, open_at_end, converged_at, tuple(skipped), tuple(errors)
-        )
-
+    evaluated = 0
     n = len(replay.entry)
     i = first
-    while i < min(stop, n):
-        if i in join:
-            return segment(i, False, converged_at=i)
+    while i < n:
         if progress is not None:
             progress.update(i)
-        evaluated.append(i)
+        evaluated += 1
         try:
             trade = _trade_at(replay, i)
         except MarketDataError:
             raise  # the source failed: the whole run reports it
         except Exception as exc:  # one bar's failure (e.g. invalid levels on a flash crash) never ends the run
-            errors.append(BarError(i, replay.frames.close_time(i).to_pydatetime(), f"{type(exc).__name__}: {exc}"))
+            errors.append(BarError(i, replay.cursor.close_time(i).to_pydatetime(), f"{type(exc).__name__}: {exc}"))
             logger.warning("%s %s bar %d skipped: %s", replay.symbol, replay.timeframe, i, exc)
             i += 1
             continue
@@ -250,10 +214,10 @@ def _simulate(replay: _Replay, first: int, stop: int, *, join: frozenset[int] = 
             continue
         trades.append(trade)
         if trade.position.is_active:
-            return segment(n, True)
+            break  # still open when the data ended: nothing after it is traded
         # next candidate: the first bar closing at/after the close of the candle that closed the position
         i = max(i + 1, int(np.searchsorted(replay.entry.close_ns, _ns(trade.position.last_checked), side="left")))
-    return segment(max(i, min(stop, n)), False)
+    return _Replayed(tuple(trades), evaluated, tuple(skipped), tuple(errors))
 
 
 _BELOW = object()  # _trade_at's answer for a signal under the minimum confidence
@@ -272,75 +236,6 @@ def _trade_at(replay: _Replay, i: int) -> Trade | object | None:
     return Trade(result, i, position, used)
 
 
-_REPLAYS: dict[int, _Replay] = {}  # set before forking workers; a worker reads its replay from here
-
-
-def _segment_worker(key: int, first: int, stop: int) -> _Segment:
-    return _simulate(_REPLAYS[key], first, stop)
-
-
-def _parallel(replay: _Replay, first: int, workers: int, progress: Progress) -> _Segment:
-    """The sequential replay's exact result, computed in ``workers`` forked processes.
-
-    The bars are cut into segments, each replayed from a flat start in a worker. Then, in order, the true
-    trajectory (segment 0, exact) is continued: when it reaches a bar where the next segment's replay was also
-    flat, both continue identically from there, so that segment's remaining trades are taken as they are;
-    before that point the main process replays the few bars itself (``join``).
-    """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    n = len(replay.entry)
-    count = workers * 4  # more segments than workers: balances uneven work; each join costs ~1 trade
-    bounds = [first + (n - first) * k // count for k in range(count)] + [n]
-    key = id(replay)
-    _REPLAYS[key] = replay
-    try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(_segment_worker, key, bounds[k], bounds[k + 1]) for k in range(count)]
-            segments = []
-            for k, future in enumerate(futures):
-                segments.append(future.result())
-                progress.update(bounds[k + 1] - first)
-    finally:
-        _REPLAYS.pop(key, None)
-    first_seg = segments[0]
-    trades, evaluated = list(first_seg.trades), list(first_seg.evaluated)
-    skipped, errors = list(first_seg.skipped), list(first_seg.errors)
-    current, open_at_end = first_seg.next_bar, first_seg.open_at_end
-    for k in range(1, count):
-        if open_at_end or current >= bounds[k + 1]:
-            continue
-        seg = segments[k]
-        flat = frozenset(seg.evaluated)
-        catch_up = _simulate(replay, current, bounds[k + 1], join=flat)
-        trades += catch_up.trades
-        evaluated += catch_up.evaluated
-        skipped += catch_up.skipped
-        errors += catch_up.errors
-        if catch_up.converged_at is None:
-            current, open_at_end = catch_up.next_bar, catch_up.open_at_end
-            continue
-        joined = catch_up.converged_at
-        trades += [t for t in seg.trades if t.bar >= joined]
-        evaluated += [i for i in seg.evaluated if i >= joined]
-        skipped += [i for i in seg.skipped if i >= joined]
-        errors += [e for e in seg.errors if e.bar >= joined]
-        current, open_at_end = seg.next_bar, seg.open_at_end
-    return _Segment(tuple(trades), tuple(evaluated), current, open_at_end, skipped=tuple(skipped), errors=tuple(errors))
-
-
-def default_workers() -> int:
-    """Worker processes for the CLI: the usable cores (at most 8), 1 where ``fork`` is unavailable."""
-    import multiprocessing
-    import os
-
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, 8))
-
-
 def backtest_symbol(
     market,
     symbol: str,
@@ -351,50 +246,35 @@ def backtest_symbol(
     config=None,
     lookback: int | None = None,
     show_progress: bool | None = None,
-    workers: int = 1,
     mode: Mode = Mode.EXACT,
     min_confidence: float | None = None,
     costs: Costs = DEFAULT_COSTS,
     exit_plan: tuple[float, float, float] = DEFAULT_EXIT_PLAN,
 ) -> SymbolRun:
-    """Replay one symbol (see the module docstring). ``start``/``end``: UTC timestamps of the first/last bar
+    """Replay one symbol (see ``research.backtest``). ``start``/``end``: UTC timestamps of the first/last bar
     close (default: the last 365 days of the source's data; ``end`` default: the source's clock).
 
-    ``workers`` > 1 replays segments in forked processes with the exact sequential result (``_parallel``).
+    ``lookback``: candles of history before the first bar (default 500; the windows reach up to 249 further,
+    loaded too). ``mode``: accepted for old callers, there is one mode (``Mode``).
     ``min_confidence``: take only signals at or above it, as the live bot tracks (None: every signal);
     ``costs`` / ``exit_plan``: what each position's outcome follows (``tracking.costs``).
     """
+    Mode(mode)  # "exact", "fast" or a Mode: all the one mode; anything else is an error
     started = time.perf_counter()
     lookback = lookback or engine.CANDLES_PER_FRAME
     config = config or engine.EngineConfig()
     end = pd.Timestamp(end) if end is not None else market.now()
     start = pd.Timestamp(start) if start is not None else _default_start(market, symbol, end)
-    frames_raw, higher, missing = load_frames(market, symbol, timeframe, start=start, end=end, lookback=lookback)
+    frames_raw, _, missing = load_frames(market, symbol, timeframe, start=start, end=end, lookback=lookback)
     entry = CandleArrays.from_frame(frames_raw[timeframe], timeframe)
-    replay = _Replay(
-        market,
-        symbol,
-        timeframe,
-        CausalFrames(frames_raw, timeframe, lookback=lookback, block=WINDOW_BLOCK),  # the live windows
-        entry,
-        tuple(higher),
-        tuple(missing),
-        config,
-        end,
-        engine.prepare(frames_raw, timeframe=timeframe, config=config) if Mode(mode) is Mode.FAST else None,
-        min_confidence,
-        costs,
-        tuple(exit_plan),
-    )
+    cursor = EngineCursor(frames_raw, symbol=symbol, timeframe=timeframe, absent=missing, config=config)
+    replay = _Replay(market, symbol, timeframe, cursor, entry, end, min_confidence, costs, tuple(exit_plan))
     n = len(entry)
     # first bar: closes at/after start and has a full window of history (as the live analysis has)
     first = max(int(np.searchsorted(entry.close_ns, start.as_unit("ns").value, side="left")), lookback - 1)
     bars = max(n - first, 0)
     progress = Progress(bars, f"{symbol} {timeframe}", enabled=show_progress)
-    if workers > 1 and bars >= 200 * workers:
-        segment = _parallel(replay, first, workers, progress)
-    else:
-        segment = _simulate(replay, first, n, progress=_Offset(progress, first))
+    replayed = _simulate(replay, first, progress=_Offset(progress, first))
     progress.close()
     step = interval_timedelta(timeframe)
     return SymbolRun(
@@ -403,12 +283,12 @@ def backtest_symbol(
         first_bar_time=(frames_raw[timeframe].index[first] + step).to_pydatetime() if bars else None,
         last_bar_time=(frames_raw[timeframe].index[-1] + step).to_pydatetime() if bars else None,
         bars=bars,
-        evaluated=len(segment.evaluated),
-        trades=segment.trades,
+        evaluated=replayed.evaluated,
+        trades=replayed.trades,
         unavailable=tuple(f"{tf} candles" for tf in missing),
         seconds=round(time.perf_counter() - started, 3),
-        errors=segment.errors,
-        below_threshold=len(segment.skipped),
+        errors=replayed.errors,
+        below_threshold=len(replayed.skipped),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import subprocess
 import sys
 from dataclasses import asdict
@@ -95,11 +96,11 @@ def test_fast_path_equals_the_slow_bar_by_bar_way(market, run):
 
 def test_evaluated_bars_equal_the_live_analysis(market, run):
     """Every bar the engine ran on (not only the signals) equals ``analyze`` at that bar's close."""
-    frames, higher, missing = replay.load_frames(market, "BTCUSDT", "1h", start=START, end=END, lookback=500)
-    causal = replay.CausalFrames(frames, "1h", lookback=500, block=250)  # the live block-aligned windows
+    frames, _, missing = replay.load_frames(market, "BTCUSDT", "1h", start=START, end=END, lookback=500)
+    causal = replay.EngineCursor(frames, symbol="BTCUSDT", timeframe="1h", absent=missing)  # the live windows
     first = int(frames["1h"].index.searchsorted(START - pd.Timedelta("1h")))
     for i in range(first, first + 6):
-        fast = replay._evaluate_window(causal, i, symbol="BTCUSDT", higher=higher, config=None, missing=missing)
+        fast = causal.result(i)
         slow = analyze(market, "BTCUSDT", "1h", end=causal.close_time(i)).result
         assert fast.to_json() == slow.to_json()
 
@@ -236,6 +237,16 @@ def _env(tmp_path) -> dict[str, str]:
     return env
 
 
+VERDICT_KEYS = {"setup", "probability", "evidence", "broadcast"}  # the gate's verdict, added by ``signal --json``
+
+
+def signal_of(stdout: str) -> dict:
+    """``signal --json``'s signal: its one object without the gate's verdict keys (not part of the signal)."""
+    data = json.loads(stdout)
+    assert set(data) >= VERDICT_KEYS
+    return {k: v for k, v in data.items() if k not in VERDICT_KEYS}
+
+
 def test_cli_json_is_one_object_and_signals_equal_the_signal_cli(tmp_path):
     """Both commands as a user runs them, each in its own process (own hash seed)."""
     env = _env(tmp_path) | {"MIN_CONFIDENCE": "0"}  # every signal: each is compared with the signal CLI
@@ -255,7 +266,40 @@ def test_cli_json_is_one_object_and_signals_equal_the_signal_cli(tmp_path):
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert sig.returncode == 0, sig.stderr
-        assert json.loads(sig.stdout) == record["signal"]
+        assert signal_of(sig.stdout) == record["signal"]
+
+
+@pytest.mark.parametrize(
+    ("symbol", "tf", "period", "flags"),
+    [
+        ("BTCUSDT", "1h", ("2025-06-02", "2025-06-23"), ["--fast"]),  # --fast: the same exact mode (an alias)
+        ("ETHUSDT", "4h", ("2025-07-01", "2025-12-01"), []),
+    ],
+)
+def test_backtest_trades_equal_the_signal_cli_at_random_signal_bars(tmp_path, symbol, tf, period, flags):
+    """Seeded random trades of two symbols and timeframes, each against ``signal --at`` its time (subprocesses)."""
+    env = _env(tmp_path) | {"MIN_CONFIDENCE": "0"}  # every signal is taken
+    journal = tmp_path / "bt.json"
+    argv = ["backtest", symbol, tf, "--start", period[0], "--end", period[1], "--journal", str(journal), "--json"]
+    out = subprocess.run(
+        [sys.executable, "bot.py", *argv, *flags],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    trades = {t["time"]: t for t in json.loads(out.stdout)["trades"]}
+    records = Journal(journal).records()
+    assert len(records) >= 8
+    for record in random.Random(f"{symbol} {tf}").sample(records, 3):
+        sig = subprocess.run(
+            [sys.executable, "bot.py", "signal", symbol, tf, "--at", record["signal"]["time"], "--json"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert sig.returncode == 0, sig.stderr
+        live = signal_of(sig.stdout)
+        assert live == record["signal"]
+        trade = trades.get(record["signal"]["time"])  # None: still open at the end of the period
+        if trade is not None:
+            assert (trade["direction"], trade["entry"], trade["sl"]) == (live["direction"], live["entry"], live["sl"])
 
 
 @pytest.mark.parametrize(
@@ -286,35 +330,42 @@ def test_expected_next_bar_after_close():
     assert replay._dt(replay._ns(close)) == close and close - timedelta(0) == close
 
 
-def test_parallel_replay_equals_the_sequential_one(market):
-    """Segments replayed in two forked workers, joined where the trajectories meet: the same trades exactly."""
-    kwargs = {"start": START, "end": START + pd.Timedelta(days=18), "show_progress": False}
-    sequential = backtest_symbol(market, "BTCUSDT", "1h", **kwargs)
-    parallel = backtest_symbol(market, "BTCUSDT", "1h", workers=2, **kwargs)
-    assert sequential.bars >= 400 and len(sequential.trades) >= 5
-    assert [t.bar for t in parallel.trades] == [t.bar for t in sequential.trades]
-    for a, b in zip(sequential.trades, parallel.trades, strict=True):
-        assert a.signal.to_json() == b.signal.to_json()
-        assert a.position == b.position
-    assert parallel.evaluated == sequential.evaluated
+# --- one mode: the block-aligned windows, one detector run per block -----------------------------------------
 
 
-# --- fast mode: detectors once, state read at each bar --------------------------------------------------------
+def test_the_cursor_equals_analyses_over_at_every_bar_it_is_asked(market):
+    """On demand (sparse bars, as the replay asks them) = ``analyses_over`` over every bar, across block edges."""
+    frames, _, missing = replay.load_frames(market, "ETHUSDT", "4h", start=START, end=END, lookback=1000)
+    bars = range(len(frames["4h"]) - 600, len(frames["4h"]))  # 600 bars: at least two block boundaries
+    every = dict(replay.engine.analyses_over(frames, symbol="ETHUSDT", timeframe="4h", bars=bars, absent=missing))
+    cursor = replay.EngineCursor(frames, symbol="ETHUSDT", timeframe="4h", absent=missing)
+    asked = [i for i in bars if i % 7 in (0, 3)]
+    assert all(cursor.result(i).to_json() == every[i].to_json() for i in asked)
+    assert sum(every[i].direction is not None for i in asked) > 0
 
 
-def test_fast_mode_equals_the_engine_on_every_prefix(market):
-    """``signal_at(prepare(history), i)`` equals ``generate_signal`` on all candles up to bar ``i`` (slow)."""
-    frames, higher, missing = replay.load_frames(market, "ETHUSDT", "4h", start=START, end=END, lookback=500)
-    prepared = replay.engine.prepare(frames, timeframe="4h")
-    prefix = replay.CausalFrames(frames, "4h", lookback=10**9)
-    n = len(frames["4h"])
-    signals = 0
-    for i in range(n - 24, n):
-        fast, _ = replay.engine.signal_at(prepared, i, symbol="ETHUSDT")
-        slow = replay._evaluate_window(prefix, i, symbol="ETHUSDT", higher=higher, config=None, missing=missing)
-        assert fast.to_json() == slow.to_json(), i
-        signals += fast.direction is not None
-    assert signals > 0
+def test_fast_is_an_alias_of_the_one_mode():
+    assert backtest.Mode("fast") is backtest.Mode.EXACT is backtest.Mode.FAST
+    with pytest.raises(ValueError):
+        backtest.Mode("sloppy")
+
+
+def test_later_start_gives_identical_trades_once_both_replays_are_flat_at_one_bar(market):
+    """Two backtests starting three weeks apart: from the first bar after the later start where both were flat,
+    they take the same trades (the windows do not depend on where the loaded data starts)."""
+    kwargs = {"end": START + pd.Timedelta(days=45), "show_progress": False}
+    early = backtest_symbol(market, "BTCUSDT", "1h", start=START, **kwargs)
+    late = backtest_symbol(market, "BTCUSDT", "1h", start=START + pd.Timedelta(days=21), **kwargs)
+
+    def busy(run, t):  # a position of ``run`` was pending or open at bar close t (no new signal taken)
+        return any(x.signal.time < t and (x.position.is_active or t < x.position.last_checked) for x in run.trades)
+
+    closes = pd.date_range(late.first_bar_time, late.last_bar_time, freq="1h")
+    join = next(t for t in closes if not busy(early, t) and not busy(late, t))
+    after = [[x for x in run.trades if x.signal.time >= join] for run in (early, late)]
+    assert len(after[0]) >= 5
+    assert [x.signal.to_json() for x in after[0]] == [x.signal.to_json() for x in after[1]]
+    assert [x.position for x in after[0]] == [x.position for x in after[1]]
 
 
 def test_fast_mode_never_looks_ahead(market):

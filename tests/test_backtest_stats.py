@@ -1,13 +1,14 @@
-"""Backtest statistics, causal frame windows and the equity chart (no engine needed)."""
+"""Backtest statistics, the replay's analysis windows and the equity chart (no engine run needed)."""
 
 from __future__ import annotations
 
 import io
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
-from research.replay import CausalFrames
+from research import replay
 from research.simulation import Progress
 from research.stats import render_equity_png, stats_of
 from tests.helpers import sample_candles
@@ -36,19 +37,27 @@ def test_stats_edge_cases():
     assert only_losses.max_drawdown_r == 3.0 and only_losses.profit_factor == 0.0
 
 
-def test_causal_frames_cut_higher_timeframes_at_the_entry_close():
-    h1 = sample_candles("BTCUSDT", "1h").iloc[:400]
+def test_the_replay_reads_the_live_windows_with_one_detector_run_per_block(monkeypatch):
+    """Stubbed engine: each bar asked is read from a window starting at a 250-candle boundary 500-749 candles back,
+    ending with that bar (higher timeframes start at their own boundary; ``signal_at`` cuts them at the bar's close);
+    the detectors run once per block, not once per bar."""
+    h1 = sample_candles("BTCUSDT", "1h").iloc[:1400]
     h4 = sample_candles("BTCUSDT", "4h")
     h4 = h4[(h4.index >= h1.index[0] - pd.Timedelta(days=30)) & (h4.index <= h1.index[-1])]
-    frames = CausalFrames({"1h": h1, "4h": h4}, "1h", lookback=50)
-    for i in (10, 201, 202, 203, 204, 399):
-        cut = frames.at(i)
-        close = h1.index[i] + pd.Timedelta(hours=1)
-        assert cut["1h"].index[-1] == h1.index[i] and len(cut["1h"]) == min(50, i + 1)
-        assert (cut["4h"].index + pd.Timedelta(hours=4) <= close).all()
-        later = h4[h4.index + pd.Timedelta(hours=4) <= close]
-        assert cut["4h"].index[-1] == later.index[-1] and len(cut["4h"]) == 50
-        assert frames.close_time(i) == close
+    runs = []
+    monkeypatch.setattr(replay.engine, "prepare", lambda windows, **_: runs.append(windows) or windows)
+    monkeypatch.setattr(replay.engine, "signal_at", lambda prep, bar, **_: (SimpleNamespace(prep=prep, bar=bar), 0))
+    cursor = replay.EngineCursor({"1h": h1, "4h": h4}, symbol="BTCUSDT", timeframe="1h")
+    asked = range(760, 1400, 3)
+    for i in asked:
+        seen = cursor.result(i)
+        window = seen.prep["1h"].iloc[: seen.bar + 1]
+        number = window.index[0].value // 3_600_000_000_000
+        assert window.index[-1] == h1.index[i] and 500 <= len(window) <= 749 and number % 250 == 0
+        first4h = seen.prep["4h"].index[0]  # its own block boundary, or the first 4h candle loaded
+        assert first4h == h4.index[0] or (first4h.value // (4 * 3_600_000_000_000)) % 250 == 0
+        assert cursor.close_time(i) == h1.index[i] + pd.Timedelta(hours=1)
+    assert 3 <= len(runs) <= 6  # 640 bars: about 3 blocks (a 4h window start may split one), not 214 runs
 
 
 def test_progress_bar_writes_only_when_enabled():
