@@ -350,17 +350,22 @@ def test_fast_is_an_alias_of_the_one_mode():
         backtest.Mode("sloppy")
 
 
-def test_later_start_gives_identical_trades_once_both_replays_are_flat_at_one_bar(market):
+@pytest.mark.parametrize(
+    ("symbol", "tf", "start", "days"),
+    [("BTCUSDT", "1h", START, 45), ("ETHUSDT", "4h", pd.Timestamp("2025-07-01", tz="UTC"), 150)],
+)
+def test_later_start_gives_identical_trades_once_both_replays_are_flat_at_one_bar(market, symbol, tf, start, days):
     """Two backtests starting three weeks apart: from the first bar after the later start where both were flat,
-    they take the same trades (the windows do not depend on where the loaded data starts)."""
-    kwargs = {"end": START + pd.Timedelta(days=45), "show_progress": False}
-    early = backtest_symbol(market, "BTCUSDT", "1h", start=START, **kwargs)
-    late = backtest_symbol(market, "BTCUSDT", "1h", start=START + pd.Timedelta(days=21), **kwargs)
+    they take the same trades (the windows do not depend on where the loaded data starts; the old fast mode,
+    detectors over all the loaded history, differed here on ETHUSDT 4h)."""
+    kwargs = {"end": start + pd.Timedelta(days=days), "show_progress": False}
+    early = backtest_symbol(market, symbol, tf, start=start, **kwargs)
+    late = backtest_symbol(market, symbol, tf, start=start + pd.Timedelta(days=21), **kwargs)
 
     def busy(run, t):  # a position of ``run`` was pending or open at bar close t (no new signal taken)
         return any(x.signal.time < t and (x.position.is_active or t < x.position.last_checked) for x in run.trades)
 
-    closes = pd.date_range(late.first_bar_time, late.last_bar_time, freq="1h")
+    closes = pd.date_range(late.first_bar_time, late.last_bar_time, freq=tf)
     join = next(t for t in closes if not busy(early, t) and not busy(late, t))
     after = [[x for x in run.trades if x.signal.time >= join] for run in (early, late)]
     assert len(after[0]) >= 5
