@@ -75,9 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--fee", type=float, help="fee per side in percent (default FEE_PCT)")
     bt.add_argument("--slippage", type=float, help="slippage in percent (default SLIPPAGE_PCT)")
     bt.add_argument("--all-signals", action="store_true", help="every signal, not only those >= MIN_CONFIDENCE")
-    bt.add_argument(
-        "--fast", action="store_true", help="detectors once over the whole history (not the live 500-candle windows)"
-    )
+    bt.add_argument("--fast", action="store_true", help="alias, kept for old scripts: the one mode is exact and fast")
     ev = sub.add_parser("evaluate", help="walk-forward evidence per setup, net of costs, against random entries")
     ev.add_argument("symbols", help="comma-separated symbols, e.g. BTCUSDT,ETHUSDT")
     ev.add_argument("timeframes", help="comma-separated timeframes, e.g. 1h,4h")
@@ -92,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train the ML models from the journal")
     tr.add_argument("--from-backtest", action="store_true", help="first backtest the sample data to create outcomes")
     tr.add_argument("--json", action="store_true", help="print the training report as one JSON object")
-    tr.add_argument("--fast", action="store_true", help="with --from-backtest: the backtest's fast mode")
+    tr.add_argument("--fast", action="store_true", help="alias, kept for old scripts: the backtest has one mode")
     return parser
 
 
