@@ -4,8 +4,9 @@ Every outgoing message goes through :class:`Sender`: HTML is split below Telegra
 breaking tags or entities, photo captions stay within 1024 characters (the rest follows as a message), flood
 control (``RetryAfter``) is waited out and retried so nothing is lost, a call that timed out after its request
 went out (Telegram may have delivered it) is never sent again (``UNCERTAIN``), a user who blocked the bot
-(``Forbidden``) is reported to ``on_blocked`` (the bot unsubscribes them), and a message Telegram cannot parse as
-HTML is re-sent as plain text rather than dropped.
+(``Forbidden``) is reported to ``on_blocked`` (the bot unsubscribes them), a group that became a supergroup
+(``ChatMigrated``) is reported to ``on_migrated`` and the message goes to the new chat, and a message Telegram
+cannot parse as HTML is re-sent as plain text rather than dropped.
 
 Lengths are measured in UTF-16 code units of the raw HTML, which is never shorter than the text Telegram counts
 after parsing the markup, so a chunk that passes here passes there.
@@ -27,7 +28,7 @@ from typing import Any
 import httpx
 from telegram import Bot, InlineKeyboardMarkup, InputFile, Message
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
+from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TimedOut
 
 logger = logging.getLogger(__name__)
 
@@ -88,14 +89,15 @@ def split_html(text: str, limit: int = TEXT_LIMIT) -> list[str]:
         return []
     if utf16_len(text) <= limit:
         return [text]
-    pieces: list[str] = []
+    pieces: list[tuple[str, str]] = []  # (piece, its separator from the previous piece in the text)
     for line in text.split("\n"):
-        pieces.extend(_hard_split(line, limit // 2) if utf16_len(line) > limit // 2 else [line])
+        parts = _hard_split(line, limit // 2) if utf16_len(line) > limit // 2 else [line]
+        pieces.extend((part, "\n" if i == 0 else "") for i, part in enumerate(parts))  # a cut line stays one line
     chunks: list[str] = []
     current = ""
     stack: list[tuple[str, str]] = []  # (tag name, opening tag text) open at the end of `current`
-    for piece in pieces:
-        joiner = "\n" if current else ""
+    for piece, separator in pieces:
+        joiner = separator if current else ""
         new_stack = _track_tags(stack, piece)
         closing = "".join(f"</{name}>" for name, _ in reversed(new_stack))
         if current and utf16_len(current + joiner + piece + closing) > limit:
@@ -164,7 +166,8 @@ class Sender:
     """Sends text, photos and documents; the only code that calls the Bot API's send methods.
 
     ``on_blocked(chat_id)`` is awaited when Telegram answers 403 Forbidden (user blocked the bot, kicked it, or
-    deactivated); ``sleep`` is injectable for tests.
+    deactivated); ``on_migrated(old, new)`` when a group became the supergroup ``new`` (sends to ``old`` go to
+    ``new`` from then on); ``sleep`` is injectable for tests.
     """
 
     def __init__(
@@ -172,11 +175,18 @@ class Sender:
         bot: Bot,
         *,
         on_blocked: Callable[[int], Awaitable[None]] | None = None,
+        on_migrated: Callable[[int, int], Awaitable[None]] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self.bot = bot
         self.on_blocked = on_blocked
+        self.on_migrated = on_migrated
         self._sleep = sleep
+        self._moved: dict[int, int] = {}  # group id -> its supergroup's id (ChatMigrated)
+
+    def target(self, chat_id: int) -> int:
+        """Where a message to ``chat_id`` goes: its supergroup once Telegram said the group migrated."""
+        return self._moved.get(chat_id, chat_id)
 
     async def text(
         self,
@@ -195,7 +205,7 @@ class Sender:
             result = await self._call(
                 chat_id,
                 lambda chunk=chunk, last=last, first=(i == 0), html_mode=True: self.bot.send_message(
-                    chat_id,
+                    self.target(chat_id),
                     chunk if html_mode else strip_html(chunk),
                     parse_mode=ParseMode.HTML if html_mode else None,
                     reply_markup=reply_markup if last else None,
@@ -231,7 +241,7 @@ class Sender:
         result = await self._call(
             chat_id,
             lambda html_mode=True: self.bot.send_photo(
-                chat_id,
+                self.target(chat_id),
                 InputFile(png, filename=filename),
                 caption=(caption_html if html_mode else strip_html(caption_html)) or None,
                 parse_mode=ParseMode.HTML if html_mode else None,
@@ -255,7 +265,7 @@ class Sender:
                 chat_id,
                 lambda html_mode=True: self.bot.edit_message_text(
                     body if html_mode else strip_html(body),
-                    chat_id=chat_id,
+                    chat_id=self.target(chat_id),
                     message_id=message_id,
                     parse_mode=ParseMode.HTML if html_mode else None,
                     reply_markup=reply_markup,
@@ -275,7 +285,7 @@ class Sender:
         return await self._call(
             chat_id,
             lambda html_mode=True: self.bot.send_document(
-                chat_id,
+                self.target(chat_id),
                 InputFile(data, filename=filename),
                 caption=(caption_html if html_mode else strip_html(caption_html))[:CAPTION_LIMIT] or None,
                 parse_mode=ParseMode.HTML if html_mode else None,
@@ -293,6 +303,12 @@ class Sender:
                 wait = retry_after_seconds(exc)
                 logger.warning("flood control for chat %s: waiting %.1fs (attempt %d)", chat_id, wait, attempt)
                 await self._sleep(wait)
+            except ChatMigrated as exc:  # the group is now a supergroup with a new id: send there
+                new_id = int(exc.new_chat_id)
+                logger.info("chat %s became supergroup %s; sending there from now on", chat_id, new_id)
+                self._moved[chat_id] = new_id
+                if self.on_migrated is not None:
+                    await self.on_migrated(chat_id, new_id)
             except Forbidden as exc:
                 logger.info("chat %s cannot be reached (%s); unsubscribing", chat_id, exc.message)
                 if self.on_blocked is not None:

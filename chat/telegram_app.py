@@ -135,7 +135,11 @@ def build_application(
 async def post_init(application: Application) -> None:
     factory: ServicesFactory = application.bot_data["services_factory"]
     services = await asyncio.to_thread(factory)  # loads the ML model and opens stores off the event loop
-    services.sender = Sender(application.bot, on_blocked=partial(unsubscribe_blocked, services))
+    services.sender = Sender(
+        application.bot,
+        on_blocked=partial(unsubscribe_blocked, services),
+        on_migrated=partial(migrate_chat, services),
+    )
     if services.store is not None:  # before the first drain: what a killed process was sending is not resent
         for row in await asyncio.to_thread(services.store.settle_in_flight):
             logger.warning(
@@ -166,6 +170,13 @@ async def unsubscribe_blocked(services: Services, chat_id: int) -> None:
     if services.store is not None:
         dropped = await asyncio.to_thread(services.store.block_chat, chat_id)
         logger.info("chat %s blocked the bot: unsubscribed, %d queued message(s) dropped", chat_id, dropped)
+
+
+async def migrate_chat(services: Services, old: int, new: int) -> None:
+    """A group became a supergroup: its subscription, settings and queued messages follow it to the new id."""
+    if services.store is not None:
+        await asyncio.to_thread(services.store.migrate_chat, old, new)
+        logger.info("chat %s migrated to supergroup %s: subscription and queued messages moved", old, new)
 
 
 # --------------------------------------------------------------------------------------------------------------

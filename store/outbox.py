@@ -159,6 +159,14 @@ class ChatTables:
             )
             return cur.rowcount
 
+    def migrate_chat(self, old: int, new: int) -> None:
+        """A group became a supergroup (Telegram gave it the id ``new``): its subscription, settings and unsent
+        messages move to ``new``."""
+        with self.transaction():
+            for table in ("subscribers", "user_settings"):
+                self._conn.execute(f"UPDATE OR REPLACE {table} SET chat_id=? WHERE chat_id=?", (int(new), int(old)))
+            self._conn.execute("UPDATE outbox SET chat_id=? WHERE chat_id=? AND sent_at IS NULL", (int(new), int(old)))
+
     def is_blocked(self, chat_id: int) -> bool:
         return bool(self._q("SELECT 1 FROM subscribers WHERE chat_id=? AND reason=?", (int(chat_id), BLOCKED)))
 

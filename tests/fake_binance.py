@@ -25,6 +25,9 @@ Faults: ``fake.script(*replies)`` queues ``Reply`` objects, consumed one per req
 ``reply.path`` when set). ``Reply(body=None)`` serves the normal answer, after ``delay`` seconds if given;
 ``Reply.silent()`` never answers (until the server stops): a read timeout whatever the machine's speed.
 ``latency`` (seconds) is added to every answer, like the round trip to the real Binance (benches).
+``fake.fault = reply`` answers every request (to ``reply.path`` when set) with ``reply`` once the script is empty,
+until set back to None: an outage that lasts until the test clears it. ``Reply.dropped()`` closes the connection
+without answering (the client sees the server disconnect).
 
 Concurrency: ``fake.in_flight`` / ``fake.max_in_flight`` count requests being answered at once;
 ``fake.rendezvous(n, path)`` holds the next ``n`` requests to ``path`` until all ``n`` are in flight together
@@ -70,6 +73,7 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0
     path: str | None = None
+    drop: bool = False  # close the connection without an answer
 
     @classmethod
     def rate_limited(cls, retry_after: float | None = 1, status: int = 429, **kw) -> Reply:
@@ -92,6 +96,11 @@ class Reply:
     def silent(cls, **kw) -> Reply:
         """No answer at all until the server stops: the client's read timeout fires, however fast the machine."""
         return cls(delay=SILENT, **kw)
+
+    @classmethod
+    def dropped(cls, **kw) -> Reply:
+        """The connection is closed without a byte of answer (a reset proxy, a crashed server)."""
+        return cls(0, b"", drop=True, **kw)
 
     @classmethod
     def malformed(cls, **kw) -> Reply:
@@ -157,6 +166,7 @@ class FakeBinance:
         self.requests: list[Request] = []
         self.used_weight = 0
         self._script: deque[Reply] = deque()
+        self.fault: Reply | None = None  # answers every request (to fault.path) while set and the script is empty
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -233,7 +243,8 @@ class FakeBinance:
                 if reply.path in (None, path):
                     del self._script[i]
                     return reply
-        return None
+            fault = self.fault
+        return fault if fault is not None and fault.path in (None, path) else None
 
     def handle(self, path: str, params: dict[str, str]) -> tuple[Reply, float]:
         """The reply to one request (scripted or normal) and the delay before sending it."""
@@ -344,6 +355,9 @@ def _handler_for(fake: FakeBinance) -> type[BaseHTTPRequestHandler]:
             fake._meet(url.path)
             reply, delay = fake.handle(url.path, dict(parse_qsl(url.query)))
             if delay and fake._stopping.wait(delay):
+                return
+            if reply.drop:
+                self.close_connection = True
                 return
             body = reply.body or b""
             try:

@@ -6,7 +6,11 @@ sendMessage, sendPhoto, sendDocument (multipart: the file bytes are kept), editM
 editMessageReplyMarkup, answerCallbackQuery, setMyCommands, getMyCommands, setWebhook, deleteWebhook,
 sendChatAction, in Telegram's JSON shapes; in webhook mode it posts updates to the URL the bot registered
 (:meth:`FakeTelegram.post_to_webhook`). Faults can be injected per method (429 with
-``parameters.retry_after``, 409 Conflict, 403 Forbidden, 400 ...). Every call is recorded for assertions.
+``parameters.retry_after``, 409 Conflict, 403 Forbidden, 400 ..., a chat migrated to a supergroup with
+``parameters.migrate_to_chat_id``: :meth:`FakeTelegram.migrate`), answered late (:meth:`FakeTelegram.slow`: the
+normal answer after a delay, so a client that timed out meanwhile finds its message delivered, as Telegram does),
+and Telegram's length limits enforced when ``enforce_limits`` is set (400 "message is too long"). Every call is
+recorded for assertions.
 
     with FakeTelegram() as tg:
         settings = Settings(telegram_bot_token=tg.token, telegram_api_base_url=tg.base_url, ...)
@@ -72,6 +76,8 @@ class Fault:
     description: str
     retry_after: int | None = None
     remaining: int = 1
+    migrate_to_chat_id: int | None = None
+    delay: float = 0.0  # with status 200: the normal answer, this many seconds late
 
 
 @dataclass
@@ -103,6 +109,7 @@ class FakeTelegram:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.on_call: Callable[[Call], None] | None = None  # hook for benchmarks
+        self.enforce_limits = False  # refuse texts over 4096 and captions over 1024 characters, as Telegram does
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -263,6 +270,18 @@ class FakeTelegram:
     def block(self, method: str = "sendMessage", times: int = 1) -> None:
         self.fail(method, 403, "Forbidden: bot was blocked by the user", times=times)
 
+    def migrate(self, method: str, new_chat_id: int, times: int = 1) -> None:
+        """The next ``times`` calls of ``method`` answer that the group became the supergroup ``new_chat_id``."""
+        description = "Bad Request: group chat was upgraded to a supergroup chat"
+        with self._cond:
+            fault = Fault(400, description, remaining=times, migrate_to_chat_id=new_chat_id)
+            self._state.faults.setdefault(method, deque()).append(fault)
+
+    def slow(self, method: str, seconds: float, times: int = 1) -> None:
+        """The next ``times`` calls of ``method`` succeed, but only ``seconds`` late (the client may time out)."""
+        with self._cond:
+            self._state.faults.setdefault(method, deque()).append(Fault(200, "", remaining=times, delay=seconds))
+
     def _take_fault(self, method: str) -> Fault | None:
         queue = self._state.faults.get(method)
         if not queue:
@@ -348,15 +367,33 @@ class FakeTelegram:
     def _answer(self, method: str, params: dict[str, Any], files: dict[str, bytes]) -> tuple[int, dict[str, Any]]:
         with self._cond:
             fault = self._take_fault(method)
-        if fault is not None:
+        if fault is not None and fault.status == 200:
+            time.sleep(fault.delay)  # then the normal answer: delivered, however late
+        elif fault is not None:
             payload: dict[str, Any] = {"ok": False, "error_code": fault.status, "description": fault.description}
             if fault.retry_after is not None:
                 payload["parameters"] = {"retry_after": fault.retry_after}
+            if fault.migrate_to_chat_id is not None:
+                payload["parameters"] = {"migrate_to_chat_id": fault.migrate_to_chat_id}
             return fault.status, payload
+        too_long = self._over_limit(method, params)
+        if too_long:
+            return 400, {"ok": False, "error_code": 400, "description": too_long}
         if method == "getUpdates":
             return 200, {"ok": True, "result": self._get_updates(params)}
         result = self._result(method, params, files)
         return 200, {"ok": True, "result": result}
+
+    def _over_limit(self, method: str, params: dict[str, Any]) -> str | None:
+        """Telegram's refusal of an over-long text or caption (``enforce_limits``), counted in UTF-16 units."""
+        if not self.enforce_limits:
+            return None
+        text, caption = str(params.get("text") or ""), str(params.get("caption") or "")
+        if method in ("sendMessage", "editMessageText") and _utf16(text) > 4096:
+            return "Bad Request: message is too long"
+        if caption and _utf16(caption) > 1024:
+            return "Bad Request: message caption is too long"
+        return None
 
     def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(params.get("offset") or 0)
@@ -422,6 +459,10 @@ class FakeTelegram:
             sets = [c for c in self.calls("setMyCommands")]
             return sets[-1].params.get("commands", []) if sets else []
         return True  # answerCallbackQuery, setMyCommands, deleteWebhook, sendChatAction, ...
+
+
+def _utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
 
 
 def _decode(value: str) -> Any:
