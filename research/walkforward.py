@@ -116,6 +116,11 @@ VARIANTS: tuple[Variant, ...] = (
         "confidence60", "rule score at or above 60 (the live threshold before evidence)", lambda c: c.confidence >= 60
     ),
     Variant(
+        "wide_stop",
+        "stop at least 1.5% of price away, so that costs (~0.24% a round trip) stay under ~0.16 R",
+        lambda c: abs(c.entry - c.sl) / c.entry >= 0.015,
+    ),
+    Variant(
         "htf_aligned",
         "more higher timeframes agree with the direction than oppose it",
         lambda c: _f(c, "htf_agree_ratio") > _f(c, "htf_oppose_ratio"),
