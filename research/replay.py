@@ -77,10 +77,23 @@ class EngineCursor:
             out.append((lo, tf != self.timeframe and hi == lo))
         return tuple(out)
 
+    def _last_of_group(self, bar: int) -> int:
+        """The last bar whose key equals ``bar``'s. The keys with that value form one run of bars: each window
+        start never decreases with the bar, and while it stays put the window only grows, so a higher timeframe's
+        window is empty only at the run's beginning. So a galloping then binary search finds the run's end with
+        ~2 log2(250) keys instead of one per bar (each costs ~50 us)."""
+        key, n = self._key(bar), len(self.closes)
+        inside, step = bar, 1
+        while inside + step < n and self._key(inside + step) == key:
+            inside, step = inside + step, step * 2
+        outside = min(inside + step, n)  # first bar known to differ (or n)
+        while outside - inside > 1:
+            mid = (inside + outside) // 2
+            inside, outside = (mid, outside) if self._key(mid) == key else (inside, mid)
+        return inside
+
     def _prepare(self, bar: int) -> None:
-        key, last = self._key(bar), bar
-        while last + 1 < len(self.closes) and self._key(last + 1) == key:
-            last += 1
+        last = self._last_of_group(bar)
         windows, empty = analysis_frames(self.frames, self.timeframe, self.closes[last], indexes=self.indexes)
         prepared = engine.prepare(windows, timeframe=self.timeframe, config=self.config)  # may raise: not kept
         self._offset, _ = self.indexes[self.timeframe].bounds(self.closes[last])
