@@ -26,6 +26,7 @@ import email.parser
 import email.policy
 import itertools
 import json
+import sys
 import threading
 import time
 from collections import deque
@@ -127,7 +128,7 @@ class FakeTelegram:
             def log_message(self, *args: Any) -> None:
                 return None
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-telegram", daemon=True
@@ -339,6 +340,9 @@ class FakeTelegram:
         parts = path.strip("/").split("/")
         length = int(request.headers.get("Content-Length") or 0)
         body = request.rfile.read(length) if length else b""
+        if len(body) < length:  # the client died mid-request (kill -9 tests): nothing arrived
+            request.close_connection = True
+            return None
         if len(parts) != 2 or not parts[0].startswith("bot"):
             return self._reply(request, 404, {"ok": False, "error_code": 404, "description": "Not Found"})
         token, method = parts[0][3:], parts[1]
@@ -459,6 +463,13 @@ class FakeTelegram:
             sets = [c for c in self.calls("setMyCommands")]
             return sets[-1].params.get("commands", []) if sets else []
         return True  # answerCallbackQuery, setMyCommands, deleteWebhook, sendChatAction, ...
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client killed mid-request (kill -9 tests) resets its connection: not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _utf16(text: str) -> int:
