@@ -15,7 +15,8 @@
    MIN_CONFIDENCE is 50 so that signals are also tracked, charted and broadcast.
    Reported: wall time, HTTP requests counted by the server, request weight per clock minute (the server restarts
    its counter every minute, as Binance does), signals. Scans are timed WITHOUT tracemalloc (it slows the scan
-   about 3x); the peak memory of the 50 x 2 scan comes from a separate, traced run.
+   about 3x); the peak memory of the 50 x 2 scan comes from a separate, traced run. ``--fetch-only``: the same
+   scans make the engine's requests (entry and higher timeframes) and analyse nothing: the network's share.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ MONITOR_AT = pd.Timestamp("2025-07-10 12:00", tz="UTC")  # inside the bundled BT
 MONITOR_SYMBOLS = 10  # BTCUSDT and 9 copies of its 1m candles at other price levels
 MIN_CONFIDENCE = 50  # below the default 60 so that the scan also tracks, renders charts and enqueues broadcasts
 SCAN_AT = "2026-04-10 12:00:30"  # inside the bundled BTC/ETH 15m, 1h and 4h data
+FETCH_ONLY_LIMIT = 749  # candles per request of --fetch-only (the engine's largest window; weight 5 like 500)
 
 
 def bench_monitor(n_positions: int, steady_ticks: int = 10) -> None:
@@ -176,7 +178,17 @@ class ScanServer:
         self.process.wait(60)
 
 
-def scan_once(url: str, symbols: tuple[str, ...], timeframes: tuple[str, ...], concurrency: int, *, memory=False):
+def fetch_only(market, symbol: str, timeframe: str, *, predictor=None) -> None:
+    """The engine's requests without its analysis: the entry frame and each higher one (749 candles, weight 5)."""
+    import ict_signal_engine
+
+    for tf in (timeframe, *ict_signal_engine.higher_timeframes(timeframe)):
+        market.klines(symbol, tf, FETCH_ONLY_LIMIT)
+
+
+def scan_once(
+    url: str, symbols: tuple[str, ...], timeframes: tuple[str, ...], concurrency: int, *, memory=False, analyze=None
+):
     """One scan on a fresh client and fresh stores: (report, wall seconds, peak traced bytes or None)."""
     from market.binance_client import BinanceClient
     from signal_cache import SignalCache
@@ -193,7 +205,7 @@ def scan_once(url: str, symbols: tuple[str, ...], timeframes: tuple[str, ...], c
         if memory:
             tracemalloc.start()
         t = time.perf_counter()
-        report = run_scan(market, store, cache, journal, settings, concurrency=concurrency)
+        report = run_scan(market, store, cache, journal, settings, concurrency=concurrency, analyze=analyze)
         wall = time.perf_counter() - t
         peak = tracemalloc.get_traced_memory()[1] if memory else None
         if memory:
@@ -203,17 +215,30 @@ def scan_once(url: str, symbols: tuple[str, ...], timeframes: tuple[str, ...], c
     return report, wall, peak
 
 
-def bench_scan(n_symbols: int, timeframes: tuple[str, ...], *, latency: float, memory: bool, at: str = SCAN_AT):
-    """Serial then concurrent scans (timed without tracemalloc); optionally a third, traced run for memory."""
+def bench_scan(
+    n_symbols: int,
+    timeframes: tuple[str, ...],
+    *,
+    latency: float,
+    memory: bool,
+    at: str = SCAN_AT,
+    fetch_only_run: bool = False,
+):
+    """Serial then concurrent scans (timed without tracemalloc); optionally a third, traced run for memory.
+
+    ``fetch_only_run``: the scans make the engine's klines requests but analyse nothing (the network's share).
+    """
     from market.prefetch import FETCH_WORKERS
 
     server = ScanServer(n_symbols, timeframes, at, latency)
     symbols = tuple(f"S{i:03d}USDT" for i in range(n_symbols))
     shape = f"{n_symbols} x {len(timeframes)} ({','.join(timeframes)}), {latency * 1000:.0f} ms latency"
+    shape += ", fetch only" if fetch_only_run else ""
     try:
         for label, workers in (("serial", 1), (f"concurrent ({FETCH_WORKERS} in flight)", FETCH_WORKERS)):
             before = server.counts()
-            report, wall, _ = scan_once(server.url, symbols, timeframes, workers)
+            analyze = fetch_only if fetch_only_run else None
+            report, wall, _ = scan_once(server.url, symbols, timeframes, workers, analyze=analyze)
             after = server.counts()
             per_minute = [v - before["minutes"].get(k, 0) for k, v in after["minutes"].items()]
             per_minute = [w for w in per_minute if w > 0]
@@ -238,15 +263,18 @@ def main() -> int:
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--latency", type=float, default=0.1, help="seconds added to every fake Binance answer")
     parser.add_argument("--large", action="store_true", help="also scan 500 symbols x (15m, 1h, 4h, 1d)")
+    parser.add_argument("--fetch-only", action="store_true", help="scans fetch without analysing (network share)")
     parser.add_argument("--skip-scan", action="store_true")
     parser.add_argument("--skip-monitor", action="store_true")
     args = parser.parse_args()
     if not args.skip_monitor:
         bench_monitor(args.positions)
     if not args.skip_scan:
-        bench_scan(args.symbols, ("1h", "4h"), latency=args.latency, memory=True)
+        bench_scan(
+            args.symbols, ("1h", "4h"), latency=args.latency, memory=not args.fetch_only, fetch_only_run=args.fetch_only
+        )
     if args.large:
-        bench_scan(500, ("15m", "1h", "4h", "1d"), latency=args.latency, memory=False)
+        bench_scan(500, ("15m", "1h", "4h", "1d"), latency=args.latency, memory=False, fetch_only_run=args.fetch_only)
     return 0
 
 
