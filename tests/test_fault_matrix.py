@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pytest
 
 from chat import jobs, telegram_app
+from chat.sender import strip_html
 from market.binance_client import BinanceClient, RetryPolicy
 from tests.fake_binance import FakeBinance, Reply
 from tests.fake_telegram import Call, FakeTelegram
@@ -147,6 +148,7 @@ async def test_binance_fault(tg, tmp_path, fault: BinanceFault, caplog):
             assert_clear(during)
             health = await ask(tg, "/health", lambda c: "Health" in c.text)
             assert fault.health in market_line(health), market_line(health)
+            print(f"observed | {fault.name} | {strip_html(during.text)[:160]!r} | {market_line(health)}")
             await ask(tg, "/explain FVG", lambda c: "Fair value gap" in c.text)  # the bot keeps serving
 
             binance.fault = None

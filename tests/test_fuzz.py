@@ -201,6 +201,9 @@ async def test_fuzz_every_input_is_answered_without_tracebacks(tg, tmp_path, cap
     assert not [r.getMessage()[:200] for r in caplog.records if r.exc_info]
     reports = [c for c in tg.calls("sendMessage", chat_id=ADMIN) if "Error" in c.text]
     assert len(reports) <= MAX_ADMIN_REPORTS
+    silent = sum(1 for t in messages.values() if for_another_bot(t))
+    print(f"fuzz: {len(messages)} messages ({silent} to another bot), {len(presses)} presses, {len(sent)} answers,")
+    print(f"fuzz: {len(reports)} admin error reports, {MAX_ANALYSES - budget.left} engine runs")
     store = PositionStore(tmp_path / "positions.db")  # the stores load and are intact after the storm
     assert store.integrity_ok()
     store.close()
