@@ -177,6 +177,27 @@ def test_track_signal_on_request_does_not_resend_and_is_idempotent(tmp_path):
     store.close()
 
 
+def test_a_scanned_position_follows_the_configured_exit_plan_and_costs(tmp_path):
+    store, cache, journal = stores(tmp_path)
+    store.subscribe(1)
+    settings = stub_settings(exit_plan=(50.0, 30.0, 20.0), fee_pct=0.05, slippage_pct=0.01, gate="confidence")
+    run_scan(
+        None,
+        store,
+        cache,
+        journal,
+        settings,
+        analyze=stub_analyze({("AAAUSDT", "1h"): make_signal()}),
+        now=T0,
+        render_chart=lambda a: b"",
+        format_html=lambda s, tz: s.id,
+    )
+    (position,) = store.list_open()
+    assert position.exit_plan == (50.0, 30.0, 20.0)
+    assert (position.costs.fee_pct, position.costs.slippage_pct) == (0.05, 0.01)
+    store.close()
+
+
 def test_scan_uses_market_clock_for_the_cache(tmp_path):
     store, cache, journal = stores(tmp_path)
     market = SimpleNamespace(now=lambda: pd.Timestamp(T0))

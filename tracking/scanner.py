@@ -37,6 +37,7 @@ from market.prefetch import FETCH_WORKERS, FrameKey, PrefetchingMarket
 from position_manager import OutboxKind, PositionStore
 from store.evidence import Evidence
 from store.storage import LoadStatus
+from tracking.costs import DEFAULT_EXIT_PLAN, Costs
 from tracking.gate import Gate, Verdict, verdict
 from tracking.state import Position
 
@@ -106,6 +107,7 @@ def track_signal(
     photo: bytes | None = None,
     notify: bool = True,
     now: datetime | None = None,
+    settings: Any = None,
 ) -> TrackResult:
     """Track ``signal`` for ``chat_ids`` (the recipients of its alerts) unless it is a duplicate.
 
@@ -113,7 +115,8 @@ def track_signal(
     default a plain summary, plus ``photo``) is enqueued for each chat; on-request ``/signal`` passes
     ``notify=False`` (the requester already has it). Also callable as ``track_signal(services, signal, analysis)``
     with the bot's services container: the requester-less form used by the Telegram handlers (tracks for the
-    broadcast recipients, enqueues to them).
+    broadcast recipients, enqueues to them). ``settings``: the position follows its ``EXIT_PLAN`` and is charged its
+    ``FEE_PCT`` / ``SLIPPAGE_PCT`` (default: the defaults).
     """
     if _is_services(store):
         return _track_from_services(store, cache, journal)
@@ -127,7 +130,10 @@ def track_signal(
         existing = store.get_by_signal(signal.id)
         if existing is not None:
             return TrackResult(existing, False, 0)
-        position = store.add(Position.from_signal(signal, recipients=chats, start=moment), signal=signal)
+        plan = getattr(settings, "exit_plan", DEFAULT_EXIT_PLAN)
+        costs = Costs.from_settings(settings) if settings is not None else None
+        new = Position.from_signal(signal, recipients=chats, start=moment, exit_plan=plan, costs=costs)
+        position = store.add(new, signal=signal)
         text = html_text(position.id) if callable(html_text) else html_text or plain_signal_html(signal)
         if notify:
             for chat in chats:
@@ -160,12 +166,12 @@ def _default_analyze(settings: Any) -> Callable[..., Any]:
     return analyze
 
 
-def _render(analysis: Any, render_chart: Callable[[Any], bytes] | None) -> bytes | None:
+def _render(analysis: Any, render_chart: Callable[[Any], bytes] | None, tz: str = "UTC") -> bytes | None:
     try:
         if render_chart is None:
             from chat import charts
 
-            render_chart = charts.render_signal_chart
+            return charts.render_signal_chart(analysis, tz=tz)
         return render_chart(analysis)
     except Exception:
         logger.exception("chart rendering failed; broadcasting the text only")
@@ -338,8 +344,10 @@ def _scan(
             continue
         chats = recipients_for(store, signal, min_conf) + broadcast_channel(settings)
         text = _format(signal, tz, format_html, v, current_price(market, signal) if chats else None)
-        photo = _render(analysis, render_chart) if chats and analysis is not signal else None
-        result = track_signal(store, cache, journal, signal, chats, html_text=text, photo=photo, now=moment)
+        photo = _render(analysis, render_chart, tz) if chats and analysis is not signal else None
+        result = track_signal(
+            store, cache, journal, signal, chats, html_text=text, photo=photo, now=moment, settings=settings
+        )
         if result.new:
             counts["tracked"] += 1
             counts["broadcasts"] += result.enqueued
@@ -369,8 +377,10 @@ def _track_from_services(svc: Any, signal: Signal, analysis: Any) -> TrackResult
     if not v.broadcast:
         return TrackResult(None, False, 0)
     chats = recipients_for(svc.store, signal, svc.default_floor) + broadcast_channel(svc.settings)
-    photo = _render(analysis, None) if chats and analysis is not None else None
+    photo = _render(analysis, None, svc.settings.bot_timezone) if chats and analysis is not None else None
     price = current_price(svc.market, signal) if svc.market is not None else None
     text = _format(signal, svc.settings.bot_timezone, None, v, price)
     moment = _market_now(svc.market) if svc.market is not None else datetime.now(UTC)
-    return track_signal(svc.store, svc.cache, svc.journal, signal, chats, html_text=text, photo=photo, now=moment)
+    return track_signal(
+        svc.store, svc.cache, svc.journal, signal, chats, html_text=text, photo=photo, now=moment, settings=svc.settings
+    )
