@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from config import Settings
 from market.binance_client import BinanceClient
+from market.candle_cache import CandleCache
 from market.sample_source import SampleSource
 from market.source import MarketData
 
@@ -16,4 +17,4 @@ def create_market_data(settings: Settings) -> MarketData:
             start=settings.sample_start,
             speed=settings.sample_speed,
         )
-    return BinanceClient(settings.binance_api_base_url)
+    return CandleCache(BinanceClient(settings.binance_api_base_url))  # klines only when a candle can have closed

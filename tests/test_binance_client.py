@@ -367,4 +367,4 @@ def test_factory(tmp_path):
     )
     assert started.now() >= NOW
     client = create_market_data(Settings(binance_api_base_url="http://127.0.0.1:9/"))
-    assert isinstance(client, BinanceClient) and client.base_url == "http://127.0.0.1:9"
+    assert isinstance(client.market, BinanceClient) and client.base_url == "http://127.0.0.1:9"
