@@ -24,6 +24,7 @@ one ``prepare`` per block of bars, each result equal to ``analyze`` at that bar.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -32,6 +33,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from engine.analysis_cache import AnalysisCache, analysis_key, last_close
 from engine.config import CANDLES_PER_FRAME, WEIGHTS, EngineConfig
 from engine.planning import NoTradeReason, direction_of, entry_plan, overlaps, stop_for, targets_for
 from engine.registry import REGISTRY, DetectorSpec, Prepared, prepare
@@ -208,6 +210,8 @@ class MarketDataLike(Protocol):
         self, symbol: str, interval: str, limit: int | None = 500, *, start: Any = None, end: Any = None
     ) -> pd.DataFrame: ...
 
+    def now(self) -> pd.Timestamp: ...  # read only with a cache (the close of the last closed candle)
+
 
 class PredictorLike(Protocol):
     @property
@@ -236,6 +240,7 @@ def analyze(
     end: Any = None,
     config: EngineConfig | None = None,
     predictor: PredictorLike | None = None,
+    cache: AnalysisCache | None = None,
 ) -> Analysis:
     """Step 1 (the block-aligned windows of the entry TF and each HTF, closed by ``end``) + generate_signal + ML.
 
@@ -243,9 +248,17 @@ def analyze(
     time), so ``signal --at``, the live bot and ``analyses_over`` read the same candles. Market-data errors of the
     entry timeframe propagate; a higher timeframe the source cannot serve (invalid interval, no candles) is skipped
     and named in ``unavailable``. Sync: call it with ``asyncio.to_thread``.
+
+    ``cache``: answer from it when the same candles were analysed with the same config and model (the same
+    ``Analysis`` object; ``engine.analysis_cache``), else analyse and keep the result there.
     """
     config = config or EngineConfig()
     timeframe = parse_interval(timeframe)
+    if cache is not None:
+        close = last_close(market.now(), timeframe, end)
+        key = analysis_key(symbol, timeframe, close, config, predictor)
+        compute = functools.partial(analyze, market, symbol, timeframe, end=end, config=config, predictor=predictor)
+        return cache.analysis(key, compute, keep=lambda a: _closes_at(a, close))
     frames = {timeframe: market.klines(symbol, timeframe, WINDOW_FETCH, end=end)}
     higher = higher_timeframes(timeframe)
     absent = []
@@ -275,6 +288,12 @@ def analyze(
             result = dataclasses.replace(result, ml_probability=min(1.0, max(0.0, float(p))))
     marks = snap.structure.marks
     return Analysis(symbol, timeframe, result, dict(prep.frames), snap, marks)
+
+
+def _closes_at(analysis: Analysis, close: pd.Timestamp) -> bool:
+    """The analysis read the entry candle closing at ``close`` (a source lagging behind its clock is not cached)."""
+    entry = analysis.frames.get(analysis.timeframe)
+    return entry is not None and len(entry) > 0 and entry.index[-1] + interval_timedelta(analysis.timeframe) == close
 
 
 def analyses_over(
