@@ -284,7 +284,8 @@ def close_and_journal(store: PositionStore, journal: Any, position_id: int, pric
 
 
 def _p(value: float | None) -> str:
-    return format_price(value)
+    """A price a trader may copy: tap-to-copy in Telegram (HTML ``<code>``)."""
+    return f"<code>{format_price(value)}</code>"
 
 
 def _title(p: Position) -> str:

@@ -226,7 +226,7 @@ def test_one_price_formatter_everywhere():
 
     for value in (83.1, 84.37078066, 64210.5, 0.00001234):
         shown = format_price(value)
-        assert real_time_monitor._p(value) == shown
+        assert real_time_monitor._p(value) == f"<code>{shown}</code>"  # alerts: tap-to-copy
         assert journal._price(value) == shown
         assert ict_80_alert_handler._price(value) == shown
         assert scoring.fmt_price(value) == shown
