@@ -28,6 +28,7 @@ from typing import Any
 
 from chat.sender import Sender
 from config import Settings
+from engine.analysis_cache import AnalysisCache
 from engine.signal_model import Signal
 from ict_signal_engine import EngineConfig
 from market.factory import create_market_data
@@ -130,6 +131,7 @@ class Services:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(5, 60))
     recent: RecentResults = field(default_factory=RecentResults)
+    analyses: AnalysisCache = field(default_factory=AnalysisCache)  # analyses and charts within the same candles
     error_reports: ReportThrottle = field(default_factory=lambda: ReportThrottle(ERROR_REPORT_PERIOD_SECONDS))
     scan_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     outbox_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -65,7 +65,13 @@ async def run_signal(update: Update, context: Ctx, symbol: str, timeframe: str) 
     try:
         symbol = await asyncio.to_thread(market.validate_symbol, symbol)
         analysis = await svc.cpu(
-            ict_signal_engine.analyze, market, symbol, timeframe, config=svc.engine_config, predictor=svc.predictor
+            ict_signal_engine.analyze,
+            market,
+            symbol,
+            timeframe,
+            config=svc.engine_config,
+            predictor=svc.predictor,
+            cache=svc.analyses,
         )
     except MarketDataError as exc:
         if isinstance(exc, InvalidSymbolError | InvalidIntervalError):
@@ -99,7 +105,7 @@ async def run_signal(update: Update, context: Ctx, symbol: str, timeframe: str) 
 async def render_chart(svc: Services, analysis: ict_signal_engine.Analysis) -> bytes | None:
     """The chart PNG, or None (logged) when rendering fails: the text still goes out."""
     try:
-        return await svc.cpu(charts.render_signal_chart, analysis, tz=svc.settings.tz)
+        return await svc.cpu(svc.analyses.chart, analysis, charts.render_signal_chart, tz=svc.settings.tz)
     except Exception:
         logger.exception("chart rendering failed; sending the signal without a chart")
         return None
@@ -164,7 +170,9 @@ def market_line(svc: Services, market: MarketData, symbol: str, timeframe: str) 
         price = float(market.price(symbol))
         day = market.klines(symbol, "1h", limit=25)
         change = (price / float(day["close"].iloc[0]) - 1) * 100 if len(day) else float("nan")
-        result = ict_signal_engine.analyze(market, symbol, timeframe, config=svc.engine_config).result
+        result = ict_signal_engine.analyze(
+            market, symbol, timeframe, config=svc.engine_config, cache=svc.analyses
+        ).result
     except Exception as exc:
         logger.info("market line for %s failed: %s", symbol, exc)
         return f"<b>{escape(symbol)}</b>: unavailable ({escape(str(exc).split(':')[0][:60])})"

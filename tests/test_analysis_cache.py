@@ -9,10 +9,17 @@ import pandas as pd
 import pytest
 
 import ict_signal_engine
+from config import Settings
 from engine.analysis_cache import AnalysisCache, model_version
 from engine.config import EngineConfig
 from market.sample_source import SampleSource
+from position_manager import PositionStore
+from signal_cache import SignalCache
+from store.journal import Journal
+from tests import test_bot_e2e as e2e
 from tests.fake_binance import SAMPLE_DIR
+from tests.fake_telegram import FakeTelegram
+from tracking.scanner import run_scan
 
 T = pd.Timestamp
 NOW = T("2026-04-01 12:20", tz="UTC")
@@ -131,3 +138,50 @@ def test_model_version_follows_the_model_file_header():
     assert model_version(None) is None
     assert model_version(Predictor(Model({"a": 1}))) == model_version(Predictor(Model({"a": 1})))
     assert model_version(Predictor(Model({"a": 1}))) != model_version(Predictor(Model({"a": 2})))
+
+
+def test_a_scan_within_the_same_candles_reads_no_candles(tmp_path):
+    settings = Settings(watchlist=("BTCUSDT", "ETHUSDT"), auto_signal_timeframes=("1h",))
+    store, signals, journal = PositionStore(tmp_path / "p.db"), SignalCache(tmp_path / "c.json"), Journal(tmp_path)
+    market, cache = CountingMarket(), AnalysisCache()
+    first = run_scan(market, store, signals, journal, settings, analyses=cache)
+    calls = market.calls
+    again = run_scan(market, store, signals, journal, settings, analyses=cache)
+    assert first.pairs == again.pairs == 2 and calls >= 2 * 3
+    assert market.calls == calls and cache.analyses.hits == 2
+    store.close()
+
+
+class CountingSample:
+    """The e2e tests' sample market, counting klines calls."""
+
+    def __init__(self) -> None:
+        self.market, self.calls = e2e.sample_market(), 0
+
+    def klines(self, *args, **kw):
+        self.calls += 1
+        return self.market.klines(*args, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.market, name)
+
+
+@pytest.fixture
+def tg():
+    with FakeTelegram() as server:
+        yield server
+
+
+async def test_the_refresh_button_within_the_candle_answers_from_the_cache(tg, tmp_path):
+    symbol, timeframe = e2e.pair_with("no-trade")
+    market = CountingSample()
+    async with e2e.run_bot(tg, tmp_path, market=market) as application:
+        tg.send_message(f"/signal {symbol} {timeframe}", user_id=e2e.USER)
+        first = await tg.wait_for("sendPhoto", chat_id=e2e.USER, within=60)
+        calls = market.calls
+        tg.press(f"sig|r|{symbol}|{timeframe}", user_id=e2e.USER, message=tg.last_message(e2e.USER))
+        await tg.wait_for("sendPhoto", chat_id=e2e.USER, count=2, within=60)
+        again = tg.calls("sendPhoto")[-1]
+        cache = application.bot_data["services"].analyses
+    assert market.calls == calls and cache.analyses.hits == 1 and cache.charts.hits == 1
+    assert again.files["photo"] == first.files["photo"]

@@ -157,11 +157,11 @@ def plain_signal_html(signal: Signal) -> str:
     )
 
 
-def _default_analyze(settings: Any) -> Callable[..., Any]:
+def _default_analyze(settings: Any, cache: Any = None) -> Callable[..., Any]:
     config = ict_signal_engine.EngineConfig.from_settings(settings) if settings is not None else None
 
     def analyze(market: Any, symbol: str, timeframe: str, *, predictor: Any = None) -> Any:
-        return ict_signal_engine.analyze(market, symbol, timeframe, config=config, predictor=predictor)
+        return ict_signal_engine.analyze(market, symbol, timeframe, config=config, predictor=predictor, cache=cache)
 
     return analyze
 
@@ -231,14 +231,16 @@ def run_scan(
     concurrency: int | None = None,
     gate: GateFn | None = None,
     default_floor: float | None = None,
+    analyses: Any = None,
 ) -> ScanReport:
     """Scan ``symbols`` (default the watchlist) x ``timeframes`` (default AUTO_SIGNAL_TIMEFRAMES) once.
 
     ``concurrency``: klines requests in flight (default ``FETCH_WORKERS`` with the engine's analysis, 1 with an
     injected ``analyze``, whose requests the scan cannot plan). ``gate``: the verdict per signal (default
     :func:`confidence_gate`); ``default_floor``: the rule-score minimum of subscribers without one (default
-    ``MIN_CONFIDENCE``). Also callable as ``run_scan(services, symbols, timeframes)`` with the bot's services
-    container, which passes its gate (``Services.verdict``) and floor.
+    ``MIN_CONFIDENCE``). ``analyses``: an ``engine.analysis_cache.AnalysisCache`` (pairs whose candles were
+    analysed already are not analysed again). Also callable as ``run_scan(services, symbols, timeframes)`` with the
+    bot's services container, which passes its gate (``Services.verdict``), floor and analysis cache.
     """
     if _is_services(market):
         svc = market
@@ -254,6 +256,7 @@ def run_scan(
             forced=True,  # the caller checked the pause state (the /scan command forces)
             gate=svc.verdict,
             default_floor=svc.default_floor,
+            analyses=getattr(svc, "analyses", None),  # candles analysed by /signal or the last scan: not again
         )
     started = datetime.now(UTC)
     if not _SCAN_LOCK.acquire(blocking=False):
@@ -274,7 +277,7 @@ def run_scan(
             journal=journal,
             settings=settings,
             pairs=pairs,
-            analyze=analyze or _default_analyze(settings),
+            analyze=analyze or _default_analyze(settings, analyses),
             predictor=predictor,
             now=now,
             render_chart=render_chart,
