@@ -33,6 +33,7 @@ from matplotlib.ticker import MaxNLocator
 
 from engine.prices import format_price
 from engine.signal_model import Signal, TradeDirection
+from engine.tables import liquidity_name, snapshot_levels
 from engine.views import Level, Snapshot
 from ict_modules.core import Direction
 from ict_signal_engine import Analysis
@@ -418,7 +419,8 @@ def _draw_context(ax, labels: _Labels, snap: Snapshot, start: int, m: int, ylim,
     for level in _nearest_pools(snap, ylim, signal):
         x0 = max(level.index - start, 0)
         ax.hlines(level.price, x0, m - 1, colors=GREY, linestyles="dashed", linewidth=1.0, alpha=0.7, zorder=3)
-        labels.add(x0 + 0.5, level.price, level.label, px=CONTEXT_PX, ha="left", va="bottom", offsets=ALONG,
+        name = liquidity_name(level.price, snapshot_levels(snap)) or level.label  # as the signal's targets
+        labels.add(x0 + 0.5, level.price, name, px=CONTEXT_PX, ha="left", va="bottom", offsets=ALONG,
                    x_max=m + 0.5, color="#333333", bbox=HALO)  # fmt: skip
     zones = [
         z for z in snap.zones if (want is None or z.direction is want) and z.bottom <= ylim[1] and z.top >= ylim[0]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from engine.config import SESSIONS, WEIGHTS
 from engine.planning import EntryPlan, zones_at_entry
 from engine.prices import format_price
 from engine.signal_model import Component
-from engine.views import Snapshot, ZoneKind
+from engine.tables import liquidity_name, snapshot_levels, zone_component_name, zone_term
+from engine.views import Level, Snapshot, ZoneKind
 from ict_modules.core import Direction
 
 ENTRY_MODEL_POINTS = {
@@ -140,6 +142,33 @@ def fmt_price(price: float) -> str:
     return format_price(price)
 
 
+def range_text(subject: str, price: float, lo: float, hi: float) -> str:
+    """Where ``price`` (the entry of a trade, else the last close) sits in the dealing range ``lo``-``hi``:
+    discount below its equilibrium (50%), premium above, equilibrium at it; the same split the score uses."""
+    eq = (lo + hi) / 2
+    if math.isclose(price, eq, rel_tol=1e-9):
+        where = "at equilibrium"
+    else:
+        where = "in discount" if price < eq else "in premium"
+    share = (price - lo) / (hi - lo) if hi > lo else 0.5
+    span = f"{fmt_price(lo)}-{fmt_price(hi)} (EQ {fmt_price(eq)})"
+    if not 0.0 <= share <= 1.0:
+        return f"{subject} {where}, {'below' if share < 0 else 'above'} the dealing range {span}"
+    return f"{subject} {where}: {share:.0%} of the dealing range {span}"
+
+
+def target_names(targets: Sequence[tuple[float, str]], levels: Sequence[Level]) -> list[str]:
+    """Each target's name as the chart names its level (:func:`liquidity_name`); a "+1R" target keeps the (renamed)
+    name of the target it extends."""
+    names: list[str] = []
+    for level, label in targets:
+        if label.endswith(" +1R") and names:
+            names.append(f"{names[-1].split(' +')[0]} +1R")
+        else:
+            names.append(liquidity_name(level, levels) or label)
+    return names
+
+
 def components_of(
     snap: Snapshot, d: Direction | None, plan: EntryPlan | None, targets: Sequence[tuple[float, str]]
 ) -> tuple[Component, ...]:
@@ -159,8 +188,8 @@ def components_of(
         for z in zones_at_entry(snap, d, plan):
             out.append(
                 Component(
-                    z.kind.value,
-                    f"{z.direction.value} {z.label} {fmt_price(z.bottom)}-{fmt_price(z.top)}",
+                    zone_component_name(z),
+                    f"{z.direction.value} {zone_term(z)} {fmt_price(z.bottom)}-{fmt_price(z.top)}",
                     z.direction.value,
                     z.top,
                     z.bottom,
@@ -188,11 +217,10 @@ def components_of(
         )
     if snap.dealing_range is not None:
         lo, hi = snap.dealing_range
-        eq = (lo + hi) / 2
-        where = "discount" if snap.close < eq else "premium"
-        out.append(Component("premium_discount", f"price in {where} (EQ {fmt_price(eq)})", None, hi, lo))
-    for level, label in targets:
-        out.append(Component("target", f"{label} {fmt_price(level)}", None, level, level))
+        subject = ("entry", plan.entry) if plan is not None else ("price", snap.close)
+        out.append(Component("premium_discount", range_text(*subject, lo, hi), None, hi, lo))
+    for (level, _), name in zip(targets, target_names(targets, snapshot_levels(snap)), strict=True):
+        out.append(Component("target", f"{name} {fmt_price(level)}", None, level, level))
     for x, _ in [w for w in snap.whales if d is None or w[0] is d][-1:]:
         out.append(Component("whale", f"{x.value} whale activity", x.value))
     if snap.session:

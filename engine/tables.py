@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from engine.views import ZONE_LABELS, Level, StructureMark, StructureView, Zone, ZoneKind
+from engine.views import ZONE_LABELS, Level, Snapshot, StructureMark, StructureView, Zone, ZoneKind
 from ict_modules.core import Direction
 
 DEAD_STATES = ("invalidated_at", "filled_at", "inverted_at", "broken_at", "expired_at", "run_at", "swept_at")
@@ -102,8 +102,24 @@ def zone_label(kind: ZoneKind, direction: Direction, obj: Any = None) -> str:
     if kind is ZoneKind.SIBI_SSIB:
         return "SSIB" if direction is Direction.BULLISH else "SIBI"
     if kind is ZoneKind.BREAKER and str(getattr(getattr(obj, "kind", None), "value", "")) == "mitigation":
-        return "Mitigation"
+        return MITIGATION_LABEL
     return ZONE_LABELS[kind]
+
+
+MITIGATION_LABEL = "Mitigation"  # a failed OB whose move swept no liquidity: not a breaker
+# The term a component line uses for a zone label (the chart keeps the short label).
+ZONE_TERMS = {"Breaker": "breaker", MITIGATION_LABEL: "mitigation block"}
+
+
+def zone_term(z: Zone) -> str:
+    """How a component names zone ``z``: "breaker" and "mitigation block" are different objects (a breaker's
+    failed OB swept liquidity first, a mitigation block's did not), the rest by their chart label."""
+    return ZONE_TERMS.get(z.label, z.label)
+
+
+def zone_component_name(z: Zone) -> str:
+    """The component name of zone ``z``: its kind, except that a mitigation block is not called a breaker."""
+    return "mitigation_block" if z.label == MITIGATION_LABEL else z.kind.value
 
 
 def structure_at(events: Sequence[Any] | None, bar: int, *, keep: int = 6) -> StructureView:
@@ -174,13 +190,15 @@ class PoolTable:
         out: list[Level] = []
         for i in order.tolist():
             p = self.objects[i]
+            label = POOL_LABELS.get(str(getattr(p.kind, "value", p.kind)), "liquidity")
             if out and math.isclose(out[-1].price, p.price, rel_tol=1e-9):
+                # one level per price, named by its most specific pool (a swing low that is also the PDL is "PDL")
+                if liquidity_rank(label) < liquidity_rank(out[-1].label):
+                    out[-1] = Level(label, out[-1].price, out[-1].index)
                 continue
-            out.append(
-                Level(POOL_LABELS.get(str(getattr(p.kind, "value", p.kind)), "liquidity"), float(p.price), int(p.index))
-            )
             if len(out) == limit:
                 break
+            out.append(Level(label, float(p.price), int(p.index)))
         return tuple(out)
 
     def sweeps(self, bar: int, recent: int) -> tuple[tuple[Direction, float, int], ...]:
@@ -214,6 +232,26 @@ POOL_LABELS = {
     "previous_week_high": "PWH",
     "previous_week_low": "PWL",
 }
+
+
+# Most specific first: previous week / day levels, then equal highs / lows, then plain swing pools.
+LIQUIDITY_SPECIFICITY = ("PWH", "PWL", "PDH", "PDL", "EQH", "EQL", "BSL", "SSL")
+
+
+def liquidity_rank(label: str) -> int:
+    return LIQUIDITY_SPECIFICITY.index(label) if label in LIQUIDITY_SPECIFICITY else len(LIQUIDITY_SPECIFICITY)
+
+
+def liquidity_name(price: float, levels: Iterable[Level]) -> str | None:
+    """The one name of the liquidity at ``price``: the most specific label among ``levels`` at that price (None when
+    no level is there). The chart and the signal's components both name levels through this function."""
+    names = [lv.label for lv in levels if math.isclose(lv.price, price, rel_tol=1e-9)]
+    return min(names, key=liquidity_rank, default=None)
+
+
+def snapshot_levels(snap: Snapshot) -> tuple[Level, ...]:
+    """Every resting liquidity level a snapshot holds (entry timeframe and higher timeframes)."""
+    return (*snap.pools_above, *snap.pools_below, *snap.htf_pools_above, *snap.htf_pools_below)
 
 
 def pool_side(pool: Any) -> Any:
