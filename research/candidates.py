@@ -20,6 +20,7 @@ import pandas as pd
 import ict_signal_engine as engine
 from engine.signal_model import Signal
 from research.replay import CandleArrays, _dt, _finest_chunks, _ns, load_frames
+from research.simulation import Progress
 from research.walkforward import Candidate
 from tracking.state import EventKind, Position, apply_candle
 
@@ -103,10 +104,14 @@ def run_task(
     results = engine.analyses_over(
         frames, symbol=task.symbol, timeframe=task.timeframe, bars=bars, absent=missing, config=config
     )
+    # plain lines: tasks run in parallel workers that share one stderr
+    progress = Progress(len(bars), f"{task.symbol} {task.timeframe} candidates", plain=True)
     for i, result in results:
+        progress.update(i - first + 1)
         if result.direction is None or entry.close_ns[i] >= end.as_unit("ns").value:
             continue
         chunks = _finest_chunks(market, task.symbol, task.timeframe, result, entry, end=end)
         position, hits = follow(Position.from_signal(result, exit_plan=FULL_PATH), chunks)
         out.append(candidate_of(result, position, hits, setup_of(result)))
+    progress.close()
     return out

@@ -31,6 +31,7 @@ from research.baseline import BASELINE_SEED, edge, twins
 from research.candidates import CandidateTask, run_task
 from research.fanout import run_all
 from research.replay import CandleArrays
+from research.simulation import Progress
 from research.walkforward import (
     EXIT_PLANS,
     VARIANTS,
@@ -89,11 +90,14 @@ def evaluate(settings: Settings, request: Request, *, scheduler: str | None = No
     """The walk-forward report as one JSON-ready object (see the module docstring)."""
     started = time.perf_counter()
     tasks = [CandidateTask(s, tf, request.start, request.end) for s in request.symbols for tf in request.timeframes]
+    progress = Progress(3, "evaluate", unit="steps (candidates, walk-forward, control)")
     per_task = run_all(partial(_candidates, settings), tasks, scheduler=scheduler)
     candidates = [c for group in per_task for c in group]
+    progress.update(1)
     ws = windows(request.start, request.end, request.train_days, request.test_days)
     choices = [choose(candidates, w, request.costs) for w in ws]
     oos = [t for ch in choices for t in oos_trades(candidates, ch, request.costs)]
+    progress.update(2)
     market = history_market(settings)
     entries = {
         (t.symbol, t.timeframe): CandleArrays.from_frame(
@@ -105,6 +109,7 @@ def evaluate(settings: Settings, request: Request, *, scheduler: str | None = No
         for t in tasks
     }
     control = twins(oos, ws, market, entries, request.costs, end=request.end, seed=seed)
+    progress.close()
     gated = [t for t in oos if t.gated]
 
     def fixed_stream(variant: str, plan) -> list[OosTrade]:

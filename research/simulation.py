@@ -6,6 +6,7 @@ live state machine (see ``research.backtest`` for the rules).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -28,39 +29,86 @@ logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Progress bar (stderr, only on a terminal: --json stdout stays clean, logs stay clean)
+# Progress (stderr only: --json stdout stays clean)
 # ---------------------------------------------------------------------------------------------------------------
+
+PROGRESS_EVERY_S = 5.0  # a plain progress line this often when stderr is not a terminal (a log, a pipe, CI)
+
+
+def progress_every() -> float:
+    """Seconds between plain progress lines: ``PROGRESS_EVERY_S`` from the environment (0 = every step), else 5."""
+    try:
+        return max(float(os.environ.get("PROGRESS_EVERY_S", PROGRESS_EVERY_S)), 0.0)
+    except ValueError:
+        return PROGRESS_EVERY_S
 
 
 class Progress:
-    """A one-line progress bar on ``stream`` (stderr) when it is a terminal; silent otherwise."""
+    """Progress of a long job on ``stream`` (stderr): a one-line bar on a terminal, else a plain line every ``every``
+    seconds (a job shorter than that prints nothing). ``enabled=False`` silences it, ``True`` forces the bar;
+    ``plain=True`` forces the lines (parallel workers sharing one terminal would overwrite each other's bar)."""
 
-    def __init__(self, total: int, label: str, *, stream: TextIO | None = None, enabled: bool | None = None):
+    def __init__(
+        self,
+        total: int,
+        label: str,
+        *,
+        stream: TextIO | None = None,
+        enabled: bool | None = None,
+        plain: bool | None = None,
+        every: float | None = None,
+        unit: str = "bars",
+    ):
         self.total = max(total, 1)
         self.label = label
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.enabled = True if enabled is None else enabled
+        # enabled=True without plain keeps the bar (as before); by default a non-terminal gets the plain lines
+        self.plain = (enabled is None and not _isatty(self.stream)) if plain is None else plain
+        self.every = progress_every() if every is None else every
+        self.unit = unit
         self.started = time.perf_counter()
-        self._last = -1.0
+        self._last = -1.0 if not self.plain else self.started
+        self._lines = 0
 
     def update(self, done: int) -> None:
         if not self.enabled:
             return
         now = time.perf_counter()
-        if now - self._last < 0.1 and done < self.total:
+        if now - self._last < (self.every if self.plain else 0.1) and done < self.total:
             return
         self._last = now
+        if self.plain:
+            if done < self.total:
+                self._line(done, now)
+            return
         frac = min(done / self.total, 1.0)
         bar = "#" * int(frac * 30)
         elapsed = now - self.started
-        self.stream.write(f"\r{self.label} [{bar:<30}] {frac:6.1%} {done}/{self.total} bars {elapsed:5.1f} s")
+        self.stream.write(f"\r{self.label} [{bar:<30}] {frac:6.1%} {done}/{self.total} {self.unit} {elapsed:5.1f} s")
         self.stream.flush()
 
+    def _line(self, done: int, now: float) -> None:
+        frac = min(done / self.total, 1.0)
+        self.stream.write(f"{self.label}: {done}/{self.total} {self.unit} ({frac:.0%}), {now - self.started:.0f} s\n")
+        self.stream.flush()
+        self._lines += 1
+
     def close(self) -> None:
-        if self.enabled:
-            self.update(self.total)
-            self.stream.write("\n")
-            self.stream.flush()
+        if not self.enabled:
+            return
+        if self.plain:
+            if self._lines:  # a job that showed progress also says it finished
+                self._line(self.total, time.perf_counter())
+            return
+        self.update(self.total)
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+def _isatty(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
 
 @dataclass(frozen=True, slots=True)
