@@ -558,7 +558,39 @@ def main(args: argparse.Namespace, settings) -> int:
         print(f"train: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
         return 1
     if getattr(args, "json", False):
-        print(json.dumps({**report.to_json(), "cold_start": notes}, default=str))
+        print(json.dumps({**report.to_json(), "verdict": verdict(report), "cold_start": notes}, default=str))
     else:
+        print(verdict(report))  # the answer first, then the figures behind it
+        print()
         print(report.text())
     return 0
+
+
+def verdict(report: TrainReport) -> str:
+    """The training's outcome in plain language, one sentence per model (``train`` prints it before the details)."""
+    if report.status is TrainStatus.NOT_ENOUGH_SAMPLES:
+        return (
+            f"No model trained: {report.samples} labelled outcomes, {report.min_samples} needed; the bot runs without "
+            "it. `python bot.py train --from-backtest` creates outcomes from the bundled history."
+        )
+    many = len(report.models) > 1
+    return "\n".join(_model_verdict(m, f" ({m.kind.value})" if many else "") for m in report.models)
+
+
+def _model_verdict(m: ModelReport, name: str) -> str:
+    x = m.metrics
+    if m.active:
+        return (
+            f"Model{name} activated: its held-out AUC {x.auc:.2f} (lower bound {x.auc_lower:.2f}) beats chance and "
+            f"the {x.kept} signals it keeps averaged {x.expectancy_kept:+.2f} R against {x.expectancy_all:+.2f} R for "
+            "all; the bot now uses it."
+        )
+    if x.auc is None:
+        why = "the held-out period has only one kind of outcome, so its skill cannot be measured"
+    elif x.auc_lower is None or x.auc_lower <= 0.5:
+        why = f"its held-out AUC {x.auc:.2f} (lower bound {x.auc_lower or 0.0:.2f}) does not beat chance"
+    elif m.reason.startswith("did not beat"):
+        why = f"the signals it keeps averaged {x.expectancy_kept:+.2f} R, not above {x.expectancy_all:+.2f} R for all"
+    else:
+        why = f"it {m.reason}"  # keeps too few held-out signals to judge
+    return f"Model{name} not activated: {why}; the bot runs without it."

@@ -471,6 +471,41 @@ def test_train_cli_json_report(tmp_path, capsys):
     assert {m["kind"] for m in report["models"]} == {"single", "ensemble"}
 
 
+@pytest.mark.parametrize(("informative", "first"), [(True, "Model (single) activated: its held-out AUC "),
+                                                     (False, "Model (single) not activated: ")])  # fmt: skip
+def test_train_cli_prints_a_plain_verdict_first(tmp_path, capsys, informative, first):
+    import argparse
+    import json
+
+    from config import Settings
+
+    records = synthetic(500, seed=7 if informative else 11, informative=informative)
+    (tmp_path / "trading_journal.json").write_text(json.dumps({"records": records}))
+    assert (
+        ml_engine.main(argparse.Namespace(from_backtest=False, json=False, fast=False), Settings(bot_data_dir=tmp_path))
+        == 0
+    )
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith(first) and lines[1].startswith("Model (ensemble) ")
+    if informative:
+        assert "beats chance" in lines[0] and lines[0].endswith("the bot now uses it.")
+    else:
+        assert lines[0].endswith("the bot runs without it.")
+    assert lines[2] == "" and lines[3].startswith("Trained on 500")  # then the details
+
+
+def test_verdict_of_noise_and_of_too_few_outcomes(tmp_path):
+    noise = train(synthetic(500, seed=11, informative=False), tmp_path, kinds=(ModelKind.SINGLE,))
+    m = noise.models[0].metrics
+    assert ml_engine.verdict(noise) == (
+        f"Model not activated: its held-out AUC {m.auc:.2f} (lower bound {m.auc_lower:.2f}) does not beat chance; "
+        "the bot runs without it."
+    )
+    few = train(synthetic(150, seed=1, informative=True), tmp_path / "few")
+    assert ml_engine.verdict(few).startswith("No model trained: 150 labelled outcomes, 200 needed; the bot runs")
+
+
 def test_cold_start_writes_a_training_journal(tmp_path):
     from config import Settings
     from research import backtest
