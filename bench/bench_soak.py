@@ -148,7 +148,10 @@ def make_jobs(app, settings: Settings, clock: SimClock, tg: FakeTelegram, subscr
     ]
 
 
-async def soak(hours: float, speed: float, n_subscribers: int) -> None:
+async def soak(
+    hours: float, speed: float, n_subscribers: int, *, quiet: bool = False
+) -> tuple[list[dict], list[Job], Counter]:
+    """Run the soak; the hourly samples, the jobs (with their lateness) and the Bot API calls by method."""
     data = Path(tempfile.mkdtemp(prefix="soak-"))
     clock = SimClock(speed)
     market = SampleSource(ROOT / "data" / "sample", clock=clock.now)
@@ -177,14 +180,15 @@ async def soak(hours: float, speed: float, n_subscribers: int) -> None:
             end = START + pd.Timedelta(hours=hours)
             samples = [sample(clock, app, schedule)]
             next_sample = START + pd.Timedelta(hours=1)
-            print(" | ".join(samples[0]), flush=True)
+            show = (lambda line: None) if quiet else (lambda line: print(line, flush=True))
+            show(" | ".join(samples[0]))
             while (now := clock.now()) < end:
                 job = min(schedule, key=lambda j: j.due)
                 if now < job.due:
                     await asyncio.sleep(clock.wall_until(min(job.due, next_sample)))
                     if clock.now() >= next_sample:
                         samples.append(sample(clock, app, schedule))
-                        print(" | ".join(str(v) for v in samples[-1].values()), flush=True)
+                        show(" | ".join(str(v) for v in samples[-1].values()))
                         next_sample += pd.Timedelta(hours=1)
                     continue
                 if job.task is not None and not job.task.done():  # max_instances=1: this run is skipped
@@ -194,16 +198,20 @@ async def soak(hours: float, speed: float, n_subscribers: int) -> None:
                     job.task = asyncio.create_task(timed(job))
                 job.advance(clock.now())
             await asyncio.gather(*(j.task for j in schedule if j.task is not None))
-        counts = Counter(call.method for call in tg.calls())
-    summarize(samples, schedule, hours, speed, counts)
+        calls = Counter(call.method for call in tg.calls())
+    # after the application stopped (no chart in progress): what outlived the run
+    samples.append(
+        {"sim": "stopped", "fds": open_fds(), "figures": live_figures(), "pyplot": len(pyplot.get_fignums())}
+    )
+    return samples, schedule, calls
 
 
 WARM_UP_SAMPLES = 2  # the first simulated hours load the candles, open connections and files, fill caches
 
 
 def drift(samples: list[dict], key: str) -> str:
-    """The mean of ``key`` over the first and the last quarter of the samples after the warm-up."""
-    samples = samples[WARM_UP_SAMPLES:] or samples
+    """The mean of ``key`` over the first and the last quarter of the samples after the warm-up (in the run)."""
+    samples = [s for s in samples if "rss_mib" in s][WARM_UP_SAMPLES:] or samples
     quarter = max(len(samples) // 4, 1)
     first = statistics.mean(s[key] for s in samples[:quarter])
     last = statistics.mean(s[key] for s in samples[-quarter:])
@@ -214,6 +222,7 @@ def summarize(samples: list[dict], schedule: list[Job], hours: float, speed: flo
     print(f"\n{hours:g} simulated hours at {speed:g}x ({hours * 3600 / speed:.0f} s wall)")
     for key in ("rss_mib", "fds", "figures", "pyplot"):
         print("  " + drift(samples, key))
+    print(f"  after the application stopped: {samples[-1]}")
     print(f"  Bot API calls: {dict(sorted(calls.items()))}")
     print("job            runs  coalesced  late p50 (sim s)  late max (sim s)  wall p50 (s)  wall max (s)")
     for job in schedule:
@@ -231,7 +240,8 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=480.0, help="simulated seconds per real second")
     parser.add_argument("--subscribers", type=int, default=5)
     args = parser.parse_args()
-    asyncio.run(soak(args.hours, args.speed, args.subscribers))
+    samples, schedule, calls = asyncio.run(soak(args.hours, args.speed, args.subscribers))
+    summarize(samples, schedule, args.hours, args.speed, calls)
 
 
 if __name__ == "__main__":

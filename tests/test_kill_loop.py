@@ -6,7 +6,8 @@ Afterwards every store loads intact, every message a committed outbox row holds 
 when a kill hit the send itself, settled as "maybe delivered" and not resent: at most one such row per kill),
 every broadcast the admin saw acknowledged ("Queued for N") reached every subscriber once, no (chat, text) was
 delivered twice, and no signal is tracked twice. ``tests/test_crash_safety.py`` kills the stores' writers alone;
-this kills the whole bot. ``KILLS`` is the CI variant; ``bench/bench_soak.py`` is the long run.
+this kills the whole bot. ``KILLS`` is the CI variant. The last test is the short variant of the soak
+(``bench/bench_soak.py``, a simulated day): a few simulated hours, asserting only that nothing leaks.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from bench.bench_soak import WARM_UP_SAMPLES, soak
 from position_manager import PositionStore
 from signal_cache import SignalCache
 from store.journal import Journal
@@ -218,3 +220,14 @@ def test_bot_killed_repeatedly_loses_nothing_acknowledged_and_sends_nothing_twic
     assert kinds.get("alert", 0) > 0  # the monitor ran between the kills: its alerts are in the count
     print(json.dumps({"kills": KILLS, "outbox_rows": kinds, "maybe_delivered": len(maybe),
                       "positions": len(positions), "broadcasts_acked": len(acked)}))  # fmt: skip
+
+
+async def test_short_soak_leaks_no_figures_and_no_file_descriptors():
+    """Four simulated hours of scans, monitoring, alerts, charts and the outbox (bench_soak at 1,440x): no
+    matplotlib figure outlives its chart, and the open file descriptors stop growing after the warm-up."""
+    samples, schedule, calls = await soak(hours=4, speed=1440, n_subscribers=3, quiet=True)
+    assert calls["sendPhoto"] > 0 and sum(len(job.lateness) for job in schedule) > 0  # charts were drawn
+    *running, stopped = samples
+    assert stopped["figures"] == 0 and stopped["pyplot"] == 0, stopped  # a figure in a chart thread is not a leak
+    warm = max(s["fds"] for s in running[: WARM_UP_SAMPLES + 1])
+    assert max(s["fds"] for s in running[WARM_UP_SAMPLES + 1 :]) <= warm + 5, running
