@@ -466,6 +466,8 @@ class FakeTelegram:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    request_queue_size = 128  # the listen backlog: a burst of connections (fuzz, benches) is queued, not reset
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client killed mid-request (kill -9 tests) resets its connection: not worth a traceback."""
         if not isinstance(sys.exc_info()[1], ConnectionError):

@@ -159,7 +159,7 @@ def unanswered(tg: FakeTelegram, messages: dict[int, str], presses: dict[str, st
     ]
 
 
-async def settle(missing, *, within: float = 60.0) -> None:
+async def settle(missing, *, within: float = 120.0) -> None:
     """Wait until ``missing()`` (the inputs still unanswered) is empty."""
     deadline = time.monotonic() + within
     while left := missing():
