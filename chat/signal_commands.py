@@ -26,7 +26,14 @@ from chat.commands import (
 from chat.sender import escape
 from chat.services import Services, get_services
 from engine.prices import format_price
-from market.source import InvalidIntervalError, InvalidSymbolError, MarketData, MarketDataError
+from market.source import (
+    InvalidIntervalError,
+    InvalidSymbolError,
+    MarketData,
+    MarketDataError,
+    MarketDataUnavailable,
+    RateLimitedError,
+)
 from tracking import scanner
 
 logger = logging.getLogger(__name__)
@@ -76,7 +83,9 @@ async def run_signal(update: Update, context: Ctx, symbol: str, timeframe: str) 
     except MarketDataError as exc:
         if isinstance(exc, InvalidSymbolError | InvalidIntervalError):
             raise BadInput(str(exc), "/signal BTCUSDT 1h") from None
-        await reply(update, context, f"⚠️ Market data problem: {escape(exc)}. Please try again in a minute.")
+        # only a temporary failure is worth retrying; a refused location or missing candles will not come back
+        retry = " Please try again in a minute." if isinstance(exc, RateLimitedError | MarketDataUnavailable) else ""
+        await reply(update, context, f"⚠️ Market data problem: {escape(exc)}.{retry}")
         return
     result = analysis.result
     tz = svc.settings.tz

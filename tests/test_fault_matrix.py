@@ -48,6 +48,7 @@ class BinanceFault:
     reply: str  # in the answer to /signal while the fault lasts
     health: str  # in /health's market line while the fault lasts
     skip_seconds: float = 0.0  # how far the clock moves when the fault clears (a Retry-After period)
+    retry_hint: bool | None = None  # the reply suggests trying again (only where waiting can help); None: not checked
 
 
 def outage(reply: Reply) -> Callable[[FakeBinance], None]:
@@ -69,13 +70,15 @@ BINANCE_FAULTS = [
     BinanceFault(
         "418 IP ban", outage(Reply.rate_limited(900, status=418)), "banned this IP", "requests resume after", 901
     ),
-    BinanceFault("451 restricted location", outage(Reply.restricted()), "HTTP 451", "HTTP 451"),
+    BinanceFault("451 restricted location", outage(Reply.restricted()), "HTTP 451", "HTTP 451", retry_hint=False),
     BinanceFault("5xx burst within the retries", burst(*[Reply.server_error(502)] * 3), SYMBOL, "ms"),
-    BinanceFault("5xx outage", outage(Reply.server_error(503)), "HTTP 503", "unreachable"),
+    BinanceFault("5xx outage", outage(Reply.server_error(503)), "HTTP 503", "unreachable", retry_hint=True),
     BinanceFault("timeouts", outage(Reply.silent()), "timed out", "timed out"),
     BinanceFault("dropped connections", outage(Reply.dropped()), "connection failed", "connection failed"),
     BinanceFault("malformed JSON", outage(Reply.malformed()), "malformed JSON", "malformed JSON"),
-    BinanceFault("empty klines", outage(Reply(body=b"[]", path=KLINES)), "no closed 4h candles", "ms"),
+    BinanceFault(
+        "empty klines", outage(Reply(body=b"[]", path=KLINES)), "no closed 4h candles", "ms", retry_hint=False
+    ),
     BinanceFault(
         "delisted symbol (-1121)", outage(Reply.error(-1121, "Invalid symbol.", path=KLINES)), "no symbol", "ms"
     ),
@@ -145,6 +148,8 @@ async def test_binance_fault(tg, tmp_path, fault: BinanceFault, caplog):
             fault.apply(binance)
             during = await ask(tg, f"/signal {SYMBOL} {TF}", lambda c: True)
             assert fault.reply in during.text, during.text
+            if fault.retry_hint is not None:
+                assert ("try again" in during.text) is fault.retry_hint, during.text
             assert_clear(during)
             health = await ask(tg, "/health", lambda c: "Health" in c.text)
             assert fault.health in market_line(health), market_line(health)
