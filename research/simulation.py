@@ -44,9 +44,9 @@ def progress_every() -> float:
 
 
 class Progress:
-    """Progress of a long job on ``stream`` (stderr): a one-line bar on a terminal, else a plain line every ``every``
-    seconds (a job shorter than that prints nothing). ``enabled=False`` silences it, ``True`` forces the bar;
-    ``plain=True`` forces the lines (parallel workers sharing one terminal would overwrite each other's bar)."""
+    """Progress of a long job on ``stream`` (stderr): a one-line bar on a terminal, else plain lines: one at the
+    first step, one every ``every`` seconds, one at the end. ``enabled=False`` silences it, ``True`` forces the
+    bar; ``plain=True`` forces the lines (parallel workers sharing one terminal would overwrite each other's bar)."""
 
     def __init__(
         self,
@@ -75,7 +75,8 @@ class Progress:
         if not self.enabled:
             return
         now = time.perf_counter()
-        if now - self._last < (self.every if self.plain else 0.1) and done < self.total:
+        first_line = self.plain and not self._lines  # a plain run says at once that it started
+        if not first_line and now - self._last < (self.every if self.plain else 0.1) and done < self.total:
             return
         self._last = now
         if self.plain:
@@ -98,7 +99,7 @@ class Progress:
         if not self.enabled:
             return
         if self.plain:
-            if self._lines:  # a job that showed progress also says it finished
+            if self._lines:  # a job that said it started also says it finished
                 self._line(self.total, time.perf_counter())
             return
         self.update(self.total)

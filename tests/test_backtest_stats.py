@@ -62,8 +62,11 @@ def test_the_replay_reads_the_live_windows_with_one_detector_run_per_block(monke
 
 def test_progress_bar_writes_only_when_enabled():
     out = io.StringIO()
-    Progress(10, "x", stream=out).update(5)  # StringIO is not a terminal
+    Progress(10, "x", stream=out, enabled=False).update(5)
     assert out.getvalue() == ""
+    Progress(10, "x", stream=out).update(5)  # StringIO is not a terminal: a plain line, no bar
+    assert out.getvalue() == "x: 5/10 bars (50%), 0 s\n"
+    out = io.StringIO()
     bar = Progress(10, "BTCUSDT 1h", stream=out, enabled=True)
     bar.update(5)
     bar.close()

@@ -34,31 +34,43 @@ def test_plain_lines_every_few_seconds_when_not_a_terminal(monkeypatch):
     out = io.StringIO()  # not a terminal
     progress = Progress(120, "BTCUSDT 1h", stream=out)
     for done in range(1, 121):
-        clock.now = 100.0 + done / 10  # 12 s in all: lines at 5 s and 10 s, then the closing line
+        clock.now = 100.0 + done * 0.125  # 15 s in all
         progress.update(done)
     progress.close()
-    lines = out.getvalue().splitlines()
     assert "\r" not in out.getvalue()
-    assert lines == ["BTCUSDT 1h: 50/120 bars (42%), 5 s", "BTCUSDT 1h: 100/120 bars (83%), 10 s",
-                     "BTCUSDT 1h: 120/120 bars (100%), 12 s"]  # fmt: skip
+    assert out.getvalue().splitlines() == [
+        "BTCUSDT 1h: 1/120 bars (1%), 0 s",  # at once: the job started
+        "BTCUSDT 1h: 41/120 bars (34%), 5 s",
+        "BTCUSDT 1h: 81/120 bars (68%), 10 s",
+        "BTCUSDT 1h: 120/120 bars (100%), 15 s",
+    ]
 
 
-def test_a_short_job_prints_nothing_and_disabled_prints_nothing(monkeypatch):
+def test_a_short_job_says_it_started_and_ended_and_disabled_prints_nothing(monkeypatch):
     clock = Clock()
     monkeypatch.setattr(simulation.time, "perf_counter", clock)
-    out = io.StringIO()
+    lines = {}
     for enabled in (None, False):
+        out = io.StringIO()
         progress = Progress(10, "x", stream=out, enabled=enabled, every=5.0)
         for done in range(1, 11):
-            clock.now += 0.1 if enabled is None else 10.0
+            clock.now += 0.1
             progress.update(done)
         progress.close()
-    assert out.getvalue() == ""
+        lines[enabled] = out.getvalue().splitlines()
+    assert lines == {None: ["x: 1/10 bars (10%), 0 s", "x: 10/10 bars (100%), 1 s"], False: []}
+
+
+def test_the_interval_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("PROGRESS_EVERY_S", "2")
+    assert simulation.progress_every() == 2.0
+    monkeypatch.setenv("PROGRESS_EVERY_S", "often")
+    assert simulation.progress_every() == simulation.PROGRESS_EVERY_S == 5.0
 
 
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "MARKET_DATA": "sample", "SAMPLE_DATA_DIR": str(SAMPLE_DIR), "BOT_DATA_DIR": str(tmp_path)}
-    env["PROGRESS_EVERY_S"] = "0"  # a line at every step: the test does not depend on how fast the machine is
+    env.pop("PROGRESS_EVERY_S", None)  # the default: a line at the start, every 5 s and at the end
     env.pop("TELEGRAM_BOT_TOKEN", None)
     return subprocess.run(
         [sys.executable, "bot.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
