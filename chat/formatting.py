@@ -42,6 +42,7 @@ _COMPONENT_NAMES = {
     "mss": "MSS",
     "order_block": "OB",
     "breaker": "Breaker",
+    "mitigation_block": "Mitigation block",
     "fvg": "FVG",
     "sibi_ssib": "SIBI/SSIB",
     "liquidity_sweep": "Sweep",

@@ -263,3 +263,9 @@ def test_html_uses_only_balanced_telegram_tags():
             checker.feed(render(result, "UTC"))
             checker.close()
             assert checker.stack == []
+
+
+def test_a_mitigation_block_component_has_a_readable_title():
+    block = Component("mitigation_block", "bullish mitigation block 64,100-64,321", "bullish", 64321.0, 64100.0)
+    text = visible_text(format_signal_html(signal(components=(block,)), "UTC"))
+    assert "Mitigation block: bullish mitigation block" in text and "mitigation_block" not in text
