@@ -153,6 +153,13 @@ class Zygote:
         self.proc.wait(30)
 
 
+def wait_until(condition, *, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
 def outbox_rows(db: Path) -> list[tuple[int, int, str, int | None, int, str | None, int | None]]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         return conn.execute("SELECT id, chat_id, html, sent_at, failed, last_error, sending_at FROM outbox").fetchall()
@@ -166,8 +173,10 @@ def test_bot_killed_repeatedly_loses_nothing_acknowledged_and_sends_nothing_twic
         for user in (ADMIN, *USERS):
             tg.send_message("/start", user_id=user)  # subscribers: every broadcast and alert goes to them
         zygote = Zygote(tmp_path, tg, began, tmp_path / "child.log")
-        for _ in range(KILLS):
+        for kill in range(KILLS):
             pid = zygote.run()
+            if kill == 0:  # updates run concurrently: let the /start subscriptions land before the first broadcast
+                wait_until(lambda: all(tg.calls("sendMessage", chat_id=u) for u in (ADMIN, *USERS)), within=60)
             deadline = time.monotonic() + rng.uniform(0.3, 2.0)
             while time.monotonic() < deadline:  # traffic while it works: a broadcast, a request
                 broadcasts += 1
