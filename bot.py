@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--fee", type=float, help="fee per side in percent (default FEE_PCT)")
     bt.add_argument("--slippage", type=float, help="slippage in percent (default SLIPPAGE_PCT)")
     bt.add_argument("--all-signals", action="store_true", help="every signal, not only those >= MIN_CONFIDENCE")
+    bt.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler for several symbols, e.g. tcp://host:8786")
     bt.add_argument("--fast", action="store_true", help="alias, kept for old scripts: the one mode is exact and fast")
     ev = sub.add_parser("evaluate", help="walk-forward evidence per setup, net of costs, against random entries")
     ev.add_argument("symbols", help="comma-separated symbols, e.g. BTCUSDT,ETHUSDT")

@@ -41,12 +41,16 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 import ict_signal_engine as engine
+from market.factory import create_market_data
+from market.source import MarketDataError
+from research.fanout import run_all
 from research.report import BacktestResult, write_journal
 from research.simulation import Mode, Trade, backtest_symbol
 from research.stats import render_equity_png, stats_of
@@ -71,29 +75,31 @@ def run_backtest(
     min_confidence: float | None = None,
     costs: Costs = DEFAULT_COSTS,
     exit_plan: tuple[float, float, float] = DEFAULT_EXIT_PLAN,
+    settings: Any = None,
+    scheduler: str | None = None,
 ) -> BacktestResult:
     """Backtest ``symbols`` on ``timeframe``; write the journal and the equity PNG when paths are given.
 
     ``mode``: accepted for old callers (one mode). ``min_confidence`` (None: every signal), ``costs``,
-    ``exit_plan``: see ``backtest_symbol``."""
+    ``exit_plan``: see ``backtest_symbol``. With ``settings`` and several symbols, each symbol is one task on the
+    local process pool, or on the Dask cluster at ``scheduler`` (its workers build the market from ``settings``);
+    the result is the same as in sequence."""
     started = time.perf_counter()
-    runs = tuple(
-        backtest_symbol(
-            market,
-            symbol,
-            timeframe,
-            start=start,
-            end=end,
-            config=config,
-            lookback=lookback,
-            show_progress=show_progress,
-            mode=mode,
-            min_confidence=min_confidence,
-            costs=costs,
-            exit_plan=exit_plan,
-        )
-        for symbol in symbols
+    options = dict(
+        start=start,
+        end=end if end is not None else market.now(),  # one clock for every task
+        config=config,
+        lookback=lookback,
+        show_progress=show_progress,
+        mode=mode,
+        min_confidence=min_confidence,
+        costs=costs,
+        exit_plan=exit_plan,
     )
+    if settings is not None and len(symbols) > 1:
+        runs = tuple(run_all(partial(_symbol_task, settings, timeframe, options), list(symbols), scheduler=scheduler))
+    else:
+        runs = tuple(backtest_symbol(market, symbol, timeframe, **options) for symbol in symbols)
     plan = {"costs": costs, "exit_plan": tuple(exit_plan), "min_confidence": min_confidence}
     result = BacktestResult(timeframe, runs, round(time.perf_counter() - started, 3), **plan)
     if journal_path is not None:
@@ -171,10 +177,13 @@ def _costs_and_threshold(args: argparse.Namespace, settings) -> tuple[Costs, flo
     return costs, None if all_signals else float(getattr(settings, "min_confidence", 60.0))
 
 
+def _symbol_task(settings: Any, timeframe: str, options: dict, symbol: str):
+    """One fan-out task (top level: pickled to process-pool and Dask workers)."""
+    return backtest_symbol(create_market_data(settings), symbol, timeframe, **options)
+
+
 def main(args: argparse.Namespace, settings) -> int:
     """``python bot.py backtest``: 0 done, 2 bad arguments (one line on stderr), 1 market-data failure."""
-    from market.factory import create_market_data
-    from market.source import MarketDataError
 
     data_dir = Path(settings.bot_data_dir)
     try:
@@ -206,6 +215,8 @@ def main(args: argparse.Namespace, settings) -> int:
             min_confidence=min_confidence,
             costs=costs,
             exit_plan=tuple(getattr(settings, "exit_plan", DEFAULT_EXIT_PLAN)),
+            settings=settings,
+            scheduler=getattr(args, "scheduler", None) or getattr(settings, "dask_scheduler_address", None),
         )
     except MarketDataError as exc:
         print(f"backtest: {exc}", file=sys.stderr)
@@ -248,17 +259,13 @@ def cold_start(
     to one journal (``journal_path``, live format) for training. Offline-safe. Returns a short summary.
 
     ``mode``: accepted for old callers (``--fast``), there is one mode.
-    ``online``: factory of the Binance market data (default ``market_data.create_market_data``; tests inject)."""
-    from market.source import MarketDataError
-
+    ``online``: factory of the Binance market data (default ``market.factory.create_market_data``; tests inject)."""
     timeframes = tuple(timeframes or settings.auto_signal_timeframes)
     Mode(mode)
     sources: list[tuple[str, Any, Sequence[str], int]] = [("sample", _sample_market(settings), (), days)]
     notes = []
     if settings.market_data == "binance":
         try:
-            from market.factory import create_market_data
-
             market = (online or create_market_data)(settings)
             market.latency_ms()
             sources.append(("binance", market, settings.watchlist, 365))
