@@ -19,10 +19,10 @@ import pandas as pd
 
 import ict_signal_engine as engine
 from engine.signal_model import Signal
-from research.replay import CandleArrays, _dt, _finest_chunks, _ns, load_frames
+from research.replay import CandleArrays, _finest_chunks, candle_steps, load_frames
 from research.simulation import Progress
 from research.walkforward import Candidate
-from tracking.state import EventKind, Position, apply_candle
+from tracking.state import EventKind, Position
 
 FULL_PATH = (0.0, 0.0, 100.0)  # followed to TP3 or the stop: every plan's exits derive from this path
 
@@ -30,24 +30,12 @@ logger = logging.getLogger(__name__)
 
 
 def follow(position: Position, chunks: Iterable[CandleArrays]) -> tuple[Position, tuple[datetime, ...]]:
-    """``position`` through ``apply_candle`` until it closes (or the candles end); also the target-hit times."""
+    """``position`` through the live state machine until it closes (or the candles end); also the close times of
+    the candles where each target was reached."""
     hits: list[datetime] = []
-    for arrays in chunks:
-        if not position.is_active:
-            break
-        i = int(np.searchsorted(arrays.open_ns, _ns(position.last_checked), side="left"))
-        while i < len(arrays) and position.is_active:
-            position, events = apply_candle(
-                position,
-                _dt(arrays.open_ns[i]),
-                float(arrays.o[i]),
-                float(arrays.h[i]),
-                float(arrays.low[i]),
-                float(arrays.c[i]),
-                close_time=_dt(arrays.close_ns[i]),
-            )
-            hits += [_dt(arrays.close_ns[i])] * sum(e.kind is EventKind.TARGET_HIT for e in events)
-            i += 1
+    for now, events, _, closed in candle_steps(position, chunks):
+        position = now
+        hits += [closed] * sum(e.kind is EventKind.TARGET_HIT for e in events)
     return position, tuple(hits)
 
 

@@ -141,37 +141,37 @@ def _ns(moment: datetime) -> int:
     return round(moment.timestamp() * 1_000_000) * 1000
 
 
-def resolve_position(position, chunks: Iterable[CandleArrays]):
-    """Feed ``position`` through ``position_manager.apply_candle`` on the candles opening at or after its
-    ``last_checked``, chunk after chunk, until it closes.
+def candle_steps(position, chunks: Iterable[CandleArrays]):
+    """Feed ``position`` through ``tracking.state.apply_candle`` on the candles opening at or after its
+    ``last_checked``, chunk after chunk, until it closes; yield ``(position, events, interval, close_time)`` per
+    candle applied.
 
     ``chunks`` may be lazy and may switch interval (finest first, then the entry timeframe where the finest data
     ends): each chunk continues at the first of its candles opening at or after the position's ``last_checked``.
-    Returns ``(position, intervals_used)``; the position is still active when the candles ran out first.
     """
-    used: list[str] = []
     for arrays in chunks:
         if not position.is_active:
-            break
+            return
         i = int(np.searchsorted(arrays.open_ns, _ns(position.last_checked), side="left"))
-        n = len(arrays)
-        if i >= n:
-            continue
-        if arrays.interval not in used:
-            used.append(arrays.interval)
         open_ns, close_ns = arrays.open_ns, arrays.close_ns
         o, h, low, c = arrays.o, arrays.h, arrays.low, arrays.c
-        while i < n and position.is_active:
-            position, _ = apply_candle(
-                position,
-                _dt(open_ns[i]),
-                float(o[i]),
-                float(h[i]),
-                float(low[i]),
-                float(c[i]),
-                close_time=_dt(close_ns[i]),
+        while i < len(arrays) and position.is_active:
+            closed = _dt(close_ns[i])
+            position, events = apply_candle(
+                position, _dt(open_ns[i]), float(o[i]), float(h[i]), float(low[i]), float(c[i]), close_time=closed
             )
+            yield position, events, arrays.interval, closed
             i += 1
+
+
+def resolve_position(position, chunks: Iterable[CandleArrays]):
+    """``position`` through :func:`candle_steps` until it closes. Returns ``(position, intervals_used)``; the
+    position is still active when the candles ran out first."""
+    used: list[str] = []
+    for now, _, interval, _ in candle_steps(position, chunks):
+        position = now
+        if interval not in used:
+            used.append(interval)
     return position, tuple(used)
 
 
